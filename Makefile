@@ -1,0 +1,36 @@
+# The two commands of the README: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: run test test-sqlite test-postgres bench soak lint
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# Start the service (Daphne + runner) on SQLite with the stub provider, printing a key and a curl line.
+run: $(VENV)/.installed
+	PORT=$(PORT) bash scripts/run.sh
+
+# The whole suite on SQLite, then on a throwaway PostgreSQL cluster.
+test: $(VENV)/.installed
+	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory test-postgres
+
+test-sqlite: $(VENV)/.installed
+	env -u DATABASE_URL $(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-postgres: $(VENV)/.installed
+	$(PY) scripts/pgcluster.py -- $(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(PY) scripts/pgcluster.py -- $(PY) -m benchmarks.run
+
+soak: $(VENV)/.installed
+	$(PY) scripts/pgcluster.py -- $(PY) -m pytest -q -m soak tests
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .

@@ -1,0 +1,28 @@
+"""Visibility (SPEC §2): a member sees what they created, an org admin sees the whole org.
+
+Every read of a tenant-owned object goes through `visible_to`, so another org's objects and a
+colleague's (for members) are simply absent: the caller gets 404, never 403.
+"""
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import QuerySet
+
+from arkloop.authentication import Principal
+from arkloop.errors import NotFound
+
+
+def visible_to(queryset: QuerySet, principal: Principal, *, owner_field: str = "created_by") -> QuerySet:
+    queryset = queryset.filter(org_id=principal.org_id)
+    if not principal.is_admin:
+        queryset = queryset.filter(**{f"{owner_field}_id": principal.user_id})
+    return queryset
+
+
+def parse_uuid(value: object, *, not_found: NotFound) -> uuid.UUID:
+    """A path id as a UUID; anything else is the resource's 404 (a malformed id names nothing)."""
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, TypeError, AttributeError):
+        raise not_found from None

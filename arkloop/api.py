@@ -1,0 +1,54 @@
+"""Building blocks shared by every /v1 view: strict serializers, `limit`, keyset pages."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from rest_framework import serializers
+from rest_framework.request import Request
+
+from arkloop.errors import ValidationFailed
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects fields it does not declare (422 naming them) instead of silently ignoring them."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+        return super().to_internal_value(data)
+
+
+def utf8_bytes_validator(*, max_bytes: int):
+    """Content limits count UTF-8 bytes, not characters; blank-only text is rejected too."""
+
+    def validate(value: str) -> None:
+        if not value.strip():
+            raise serializers.ValidationError("must not be empty or only whitespace")
+        if len(value.encode("utf-8")) > max_bytes:
+            raise serializers.ValidationError(f"must be at most {max_bytes} bytes of UTF-8")
+
+    return validate
+
+
+def check_limit(request: Request) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise ValidationFailed({"limit": [f"must be an integer from 1 to {MAX_LIMIT}"]}) from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValidationFailed({"limit": [f"must be an integer from 1 to {MAX_LIMIT}"]})
+    return limit
+
+
+def keyset_after(queryset: QuerySet, anchor: Any) -> QuerySet:
+    """The rows after `anchor` in (created_at desc, id desc) order: a page stable under inserts."""
+    return queryset.filter(Q(created_at__lt=anchor.created_at) | Q(created_at=anchor.created_at, id__lt=anchor.id))

@@ -1,0 +1,93 @@
+"""Request-wide conventions of SPEC §1: trace ids, body limits and the envelope for Django's errors.
+
+Both middlewares work sync and async, so the ASGI event stream is never wrapped in a thread.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from arkloop.errors import ApiError, BodyTooLarge, error_response, _translate
+from arkloop.tracing import new_trace_id, reset_trace_id, set_trace_id
+
+log = logging.getLogger("arkloop.request")
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/v1/") or request.path == "/v1"
+
+
+class _HybridMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest):
+        if self.is_async:
+            return self._acall(request)
+        return self.handle(request, self.get_response)
+
+    async def _acall(self, request: HttpRequest):
+        early = self.before(request)
+        if early is not None:
+            return self.after(request, early)
+        return self.after(request, await self.get_response(request))
+
+    def handle(self, request: HttpRequest, get_response: Callable) -> HttpResponse:
+        early = self.before(request)
+        if early is not None:
+            return self.after(request, early)
+        return self.after(request, get_response(request))
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        return response
+
+
+class TraceIdMiddleware(_HybridMiddleware):
+    """Gives each request a trace id (request.trace_id) and every response an X-Trace-Id."""
+
+    def before(self, request: HttpRequest) -> None:
+        request.trace_id = new_trace_id()
+        request._trace_token = set_trace_id(request.trace_id)
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        response["X-Trace-Id"] = request.trace_id
+        return response
+
+
+class ApiErrorMiddleware(_HybridMiddleware):
+    """Under /v1: 413 for bodies over ARKLOOP_MAX_BODY_BYTES, and the envelope for any crash."""
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        if not _is_api(request):
+            return None
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > settings.ARKLOOP_MAX_BODY_BYTES:
+            return error_response(BodyTooLarge(details={"max_bytes": settings.ARKLOOP_MAX_BODY_BYTES}))
+        return None
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        if not _is_api(request):
+            return None
+        error = _translate(exc)
+        if error is None:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            error = ApiError("internal.error", "internal error")
+            error.status = 500
+        return error_response(error)

@@ -1,0 +1,40 @@
+"""Shapes of the tenancy endpoints."""
+from rest_framework import serializers
+
+from arkloop.api import StrictSerializer
+from arkloop.models import ApiKey
+
+
+class TokenRequestSerializer(StrictSerializer):
+    email = serializers.EmailField()
+    password = serializers.CharField(max_length=1024, trim_whitespace=False)
+    org = serializers.SlugField(required=False, max_length=64)
+
+
+class TokenSerializer(serializers.Serializer):
+    access_token = serializers.CharField()
+    token_type = serializers.CharField()
+    expires_in = serializers.IntegerField()
+
+
+class ApiKeyCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    user_id = serializers.CharField(source="membership.user_id", read_only=True)
+    revoked = serializers.BooleanField(source="is_revoked", read_only=True)
+
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "prefix", "user_id", "created_at", "last_used_at", "revoked_at", "revoked"]
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    key = serializers.SerializerMethodField()
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+
+    def get_key(self, obj: ApiKey) -> str:
+        return self.context["plaintext"]

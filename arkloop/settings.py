@@ -1,0 +1,159 @@
+"""Settings, all read from the environment (django-environ).
+
+Nothing is needed to start: the defaults give a development service on a SQLite file in WAL mode
+with the offline `stub` provider. Production sets at least SECRET_KEY, DEBUG=false,
+ALLOWED_HOSTS and DATABASE_URL (PostgreSQL).
+"""
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DEV_SECRET_KEY = "arkloop-development-secret-key-do-not-use-in-production"
+
+env = environ.Env()
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env")
+
+DEBUG = env.bool("DEBUG", default=True)
+SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
+if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+    raise ImproperlyConfigured("DEBUG is off: set SECRET_KEY to a secret value, not the development key.")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "arkloop",
+    "threads",
+    "personas",
+    "runs",
+]
+
+MIDDLEWARE = [
+    "arkloop.middleware.TraceIdMiddleware",
+    "arkloop.middleware.ApiErrorMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+AUTH_USER_MODEL = "arkloop.User"
+ROOT_URLCONF = "arkloop.urls"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "arkloop.wsgi.application"
+ASGI_APPLICATION = "arkloop.asgi.application"
+
+
+def _database_config() -> dict:
+    """The default database: DATABASE_URL, else a SQLite file beside manage.py (WAL mode)."""
+    config = env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        options = config.setdefault("OPTIONS", {})
+        # WAL lets the API, the stream and the runner read while one of them writes; IMMEDIATE
+        # transactions take the write lock up front, so two writers queue instead of deadlocking.
+        options.setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+        options.setdefault("timeout", env.int("ARKLOOP_SQLITE_BUSY_TIMEOUT", default=20))
+        options.setdefault("transaction_mode", "IMMEDIATE")
+        config["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+    else:
+        config.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+    return config
+
+
+DATABASES = {"default": _database_config()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Arkloop's own settings (SPEC §9).
+ARKLOOP_MAX_BODY_BYTES = env.int("ARKLOOP_MAX_BODY_BYTES", default=1024 * 1024)
+ARKLOOP_ACCESS_TOKEN_TTL_SECONDS = env.int("ARKLOOP_ACCESS_TOKEN_TTL_SECONDS", default=900)
+ARKLOOP_MAX_CONCURRENT_RUNS_PER_ORG = env.int("ARKLOOP_MAX_CONCURRENT_RUNS_PER_ORG", default=10)
+ARKLOOP_SSE_HEARTBEAT_SECONDS = env.float("ARKLOOP_SSE_HEARTBEAT_SECONDS", default=15.0)
+ARKLOOP_INPUT_TIMEOUT_SECONDS = env.int("ARKLOOP_INPUT_TIMEOUT_SECONDS", default=3600)
+ARKLOOP_CREDITS_PER_USD = env.int("ARKLOOP_CREDITS_PER_USD", default=1000)
+ARKLOOP_DEFAULT_PERSONA = env.str("ARKLOOP_DEFAULT_PERSONA", default="default")
+ARKLOOP_DEFAULT_ROUTE = env.str("ARKLOOP_DEFAULT_ROUTE", default="stub")
+ARKLOOP_LISTEN_DATABASE_URL = env.str("ARKLOOP_LISTEN_DATABASE_URL", default="")
+ARKLOOP_LEASE_SECONDS = env.float("ARKLOOP_LEASE_SECONDS", default=30.0)
+ARKLOOP_ROUTES_FILE = env.str("ARKLOOP_ROUTES_FILE", default="")
+# Key for encrypting provider credentials at rest (Fernet). Derived from SECRET_KEY when unset.
+ARKLOOP_ENCRYPTION_KEY = env.str("ARKLOOP_ENCRYPTION_KEY", default="")
+
+# Django refuses bodies above this when they are read; the middleware answers 413 earlier still.
+DATA_UPLOAD_MAX_MEMORY_SIZE = ARKLOOP_MAX_BODY_BYTES
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["arkloop.authentication.BearerAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["arkloop.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "arkloop.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+    "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%S.%fZ",
+    "COERCE_DECIMAL_TO_STRING": False,
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Arkloop Runs API",
+    "DESCRIPTION": "Threads, runs of agent loops, and their live event streams.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

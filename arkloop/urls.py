@@ -1,0 +1,28 @@
+"""URL map. Each app owns its /v1 routes in its own urls.py; the catch-all keeps /v1 404s in the envelope."""
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from arkloop.views import AccessTokenView, ApiKeyViewSet, api_not_found
+
+router = SimpleRouter(trailing_slash=False)
+router.register("api-keys", ApiKeyViewSet, basename="api-key")
+
+v1 = [
+    path("auth/token", AccessTokenView.as_view(), name="auth-token"),
+    path("openapi.json", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]),
+         name="openapi"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="openapi", permission_classes=[],
+                                                authentication_classes=[]), name="docs"),
+    path("", include("threads.urls")),
+    path("", include("personas.urls")),
+    path("", include("runs.urls")),
+    *router.urls,
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("v1/", include(v1)),
+    re_path(r"^v1(/.*)?$", api_not_found),
+]

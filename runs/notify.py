@@ -1,0 +1,50 @@
+"""Wake-ups after an event commits: PostgreSQL NOTIFY, or in-process hooks on SQLite.
+
+Two channels, with small payloads:
+- `arkloop_events`, payload `<run_id>:<seq>` for every appended event (the SSE hub listens);
+- `arkloop_work`, payload `<run_id>:<type>` for events a runner must act on (a new run, a cancel
+  request, an input).
+
+On PostgreSQL the NOTIFY is issued inside the appending transaction: PostgreSQL delivers it only
+when that transaction commits, and drops it on rollback, so listeners never hear of an event they
+cannot read yet — the same promise as `transaction.on_commit`, without a second round trip and
+without a window where a crash after COMMIT loses the wake-up. In-process hooks (tests, the SQLite
+poller) run through `transaction.on_commit`.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from django.db import connection, transaction
+
+EVENTS_CHANNEL = "arkloop_events"
+WORK_CHANNEL = "arkloop_work"
+WORK_EVENT_TYPES = frozenset({"run.started", "run.cancel_requested", "run.input_provided", "run.cancelled"})
+
+_hooks: list[Callable[[str, int, str], None]] = []
+
+
+def add_hook(hook: Callable[[str, int, str], None]) -> None:
+    """Call `hook(run_id, seq, type)` after each committed append in this process."""
+    _hooks.append(hook)
+
+
+def remove_hook(hook: Callable[[str, int, str], None]) -> None:
+    if hook in _hooks:
+        _hooks.remove(hook)
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def event_appended(*, run_id: Any, seq: int, type: str) -> None:
+    """Schedule the wake-ups for one appended event (call inside the appending transaction)."""
+    run_id = str(run_id)
+    if is_postgres():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [EVENTS_CHANNEL, f"{run_id}:{seq}"])
+            if type in WORK_EVENT_TYPES:
+                cursor.execute("SELECT pg_notify(%s, %s)", [WORK_CHANNEL, f"{run_id}:{type}"])
+    if _hooks:
+        transaction.on_commit(lambda: [hook(run_id, seq, type) for hook in list(_hooks)])

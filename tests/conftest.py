@@ -1,0 +1,74 @@
+"""Shared fixtures. Stories use three people: alice (admin of acme), bob (member of acme) and
+charlie (admin of another org, globex), each with an API key and a ready API client."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from rest_framework.test import APIClient
+
+from arkloop.models import Membership
+from arkloop.services import api_key_create, membership_ensure
+from tests.servers import DaphneServer, test_database_url
+
+
+@dataclass
+class Actor:
+    membership: Membership
+    key: str
+    client: APIClient
+
+    @property
+    def user(self):
+        return self.membership.user
+
+    @property
+    def org(self):
+        return self.membership.org
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """Headers for real HTTP clients (httpx, http.client)."""
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+def make_actor(*, org: str, email: str, role: str) -> Actor:
+    membership = membership_ensure(org_slug=org, email=email, role=role)
+    _, key = api_key_create(membership=membership, name=f"{email} test key")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return Actor(membership=membership, key=key, client=client)
+
+
+@pytest.fixture
+def alice(db) -> Actor:
+    return make_actor(org="acme", email="alice@acme.test", role="admin")
+
+
+@pytest.fixture
+def bob(db) -> Actor:
+    return make_actor(org="acme", email="bob@acme.test", role="member")
+
+
+@pytest.fixture
+def charlie(db) -> Actor:
+    return make_actor(org="globex", email="charlie@globex.test", role="admin")
+
+
+@pytest.fixture
+def anonymous() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture(scope="session")
+def database_url(django_db_setup, django_db_blocker) -> str:
+    """DATABASE_URL of the test database, for subprocesses (Daphne, runners) to share it."""
+    with django_db_blocker.unblock():
+        return test_database_url()
+
+
+@pytest.fixture(scope="session")
+def live_server(database_url) -> DaphneServer:
+    """A real Daphne serving arkloop.asgi on the test database. Use with `transactional_db`."""
+    with DaphneServer(database_url=database_url) as server:
+        yield server
