@@ -17,6 +17,7 @@ v1 = [
                                                 authentication_classes=[]), name="docs"),
     path("", include("threads.urls")),
     path("", include("personas.urls")),
+    path("", include("runs.stream.urls")),
     path("", include("runs.urls")),
     *router.urls,
 ]

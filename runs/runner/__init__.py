@@ -1,0 +1,1 @@
+"""The runner: claims runs and executes their agent loops (python manage.py runagents)."""

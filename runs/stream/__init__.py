@@ -1,0 +1,1 @@
+"""The live event stream (SSE over ASGI)."""
