@@ -4,6 +4,7 @@ Nothing is needed to start: the defaults give a development service on a SQLite 
 with the offline `stub` provider. Production sets at least SECRET_KEY, DEBUG=false,
 ALLOWED_HOSTS and DATABASE_URL (PostgreSQL).
 """
+import os
 from pathlib import Path
 
 import environ
@@ -87,7 +88,8 @@ def _database_config() -> dict:
         options.setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
         options.setdefault("timeout", env.int("ARKLOOP_SQLITE_BUSY_TIMEOUT", default=20))
         options.setdefault("transaction_mode", "IMMEDIATE")
-        config["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+        # A file (not :memory:) so test subprocesses (Daphne, runners) share it; one per test process.
+        config["TEST"] = {"NAME": f"/tmp/arkloop-test-{os.getpid()}.sqlite3"}
     else:
         config.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
     return config
