@@ -1,0 +1,103 @@
+"""Reads of personas and routes: what an org may use, and resolving the ids a client sends.
+
+Visibility: a persona or route with org null belongs to the platform and every org may use it;
+one with an org is private to that org. Only active rows are usable. Where an org's own persona
+has the same `key@version` as a platform one, the org's own wins (it shadows the platform one).
+A bare `key` means the newest active version of that key among all the org may use (again the
+org's own on a tie). Resolution failures are 422s naming the field; lookups by path are 404s.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+
+from arkloop.errors import NotFound, ValidationFailed
+from personas.models import Persona, Route
+
+PERSONA_NOT_FOUND = NotFound("personas.not_found", "persona not found")
+
+
+def _usable(queryset: QuerySet, org_id: object) -> QuerySet:
+    return queryset.filter(Q(org__isnull=True) | Q(org_id=org_id), is_active=True)
+
+
+def persona_list(*, org_id: object, limit: int | None = None) -> list[Persona]:
+    """Every persona version the org may run, by key then newest version first.
+
+    A platform persona shadowed by the org's own `key@version` is left out: it cannot be reached.
+    """
+    shadowing = Persona.objects.filter(org_id=org_id, key=OuterRef("key"), version=OuterRef("version"))
+    personas = _usable(Persona.objects.all(), org_id).exclude(Q(org__isnull=True) & Exists(shadowing))
+    personas = personas.order_by("key", "-version", "org_id")
+    return list(personas[:limit] if limit else personas)
+
+
+def _split_persona_id(persona_id: str) -> tuple[str, int | None] | None:
+    """'key@3' → ('key', 3); 'key' → ('key', None); anything malformed → None."""
+    key, at, version = persona_id.strip().partition("@")
+    if not key:
+        return None
+    if not at:
+        return key, None
+    if not version.isdigit() or not version.isascii():
+        return None
+    return key, int(version)
+
+
+def persona_find(*, org_id: object, persona_id: object) -> Persona | None:
+    """The usable persona `key@version` (exact) or `key` (newest active version), or None."""
+    parsed = _split_persona_id(persona_id) if isinstance(persona_id, str) else None
+    if parsed is None:
+        return None
+    key, version = parsed
+    candidates = _usable(Persona.objects.filter(key=key), org_id)
+    if version is not None:
+        candidates = candidates.filter(version=version)
+    # On equal key@version the org's own row wins: NULL (platform) orgs sort last.
+    return candidates.order_by("-version", F("org_id").asc(nulls_last=True)).first()
+
+
+def access_persona(*, org_id: object, persona_id: object) -> Persona:
+    """The persona for `GET /v1/personas/{persona_id}`; personas.not_found when not usable here."""
+    persona = persona_find(org_id=org_id, persona_id=persona_id)
+    if persona is None:
+        raise PERSONA_NOT_FOUND
+    return persona
+
+
+def persona_resolve(*, org_id: object, persona_id: str | None) -> Persona:
+    """The persona a run will execute: `key@version`, `key`, or (None/"") the default persona.
+
+    Raises ValidationFailed naming `persona_id` when it is unknown, inactive, or another org's.
+    """
+    wanted = persona_id if persona_id not in (None, "") else settings.ARKLOOP_DEFAULT_PERSONA
+    persona = persona_find(org_id=org_id, persona_id=wanted)
+    if persona is None:
+        shown = wanted if isinstance(wanted, str) else type(wanted).__name__
+        raise ValidationFailed({"persona_id": [f"unknown persona {shown[:120]!r}"]})
+    return persona
+
+
+def route_list(*, org_id: object, limit: int | None = None) -> list[Route]:
+    """The active routes the org may use: the platform's and its own, highest priority first."""
+    routes = _usable(Route.objects.all(), org_id).order_by("-priority", "id")
+    return list(routes[:limit] if limit else routes)
+
+
+def route_find(*, org_id: object, route_id: object) -> Route | None:
+    if not isinstance(route_id, str) or not route_id:
+        return None
+    return _usable(Route.objects.filter(pk=route_id), org_id).first()
+
+
+def route_resolve(*, org_id: object, route_id: str | None, persona: Persona | None) -> Route:
+    """The route a run will use: explicit `route_id`, else the persona's, else ARKLOOP_DEFAULT_ROUTE.
+
+    Raises ValidationFailed naming `route_id` when that route is unknown, inactive or another org's.
+    """
+    wanted = route_id or (persona.route_id if persona is not None else "") or settings.ARKLOOP_DEFAULT_ROUTE
+    route = route_find(org_id=org_id, route_id=wanted)
+    if route is None:
+        shown = wanted if isinstance(wanted, str) else type(wanted).__name__
+        raise ValidationFailed({"route_id": [f"unknown route {shown[:120]!r}"]})
+    return route
