@@ -81,3 +81,10 @@ class Route(models.Model):
 
     def __repr__(self) -> str:
         return f"<Route {self.id} {self.provider}:{self.model}>"
+
+    @property
+    def credential_source(self) -> str:
+        """Where the key comes from — "encrypted", "env" or "none" — without revealing it."""
+        if self.api_key_encrypted:
+            return "encrypted"
+        return "env" if self.api_key_env else "none"
