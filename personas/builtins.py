@@ -48,7 +48,7 @@ class PersonaSpec:
 class SyncOutcome:
     persona_id: str
     path: Path
-    status: str  # created | unchanged | edited_without_version_bump | conflict
+    status: str  # created | missing (not applied) | unchanged | edited_without_version_bump | conflict
 
     @property
     def applied(self) -> bool:
@@ -105,9 +105,11 @@ def load_persona_specs(directory: Path = BUILTIN_DIR) -> list[PersonaSpec]:
     return specs
 
 
-def _sync_one(spec: PersonaSpec, persona_model: Any) -> SyncOutcome:
+def _sync_one(spec: PersonaSpec, persona_model: Any, apply: bool) -> SyncOutcome:
     fields = spec.fields
     existing = persona_model.objects.filter(org__isnull=True, key=fields["key"], version=fields["version"]).first()
+    if existing is None and not apply:
+        return SyncOutcome(spec.persona_id, spec.path, "missing")
     if existing is None:
         known = {f.name for f in persona_model._meta.get_fields()}
         persona_model.objects.create(org=None, is_builtin=True, is_active=True, source_hash=spec.source_hash,
@@ -120,14 +122,15 @@ def _sync_one(spec: PersonaSpec, persona_model: Any) -> SyncOutcome:
     return SyncOutcome(spec.persona_id, spec.path, "unchanged")
 
 
-def builtin_personas_sync(*, persona_model: Any, specs: list[PersonaSpec]) -> list[SyncOutcome]:
+def builtin_personas_sync(*, persona_model: Any, specs: list[PersonaSpec], apply: bool = True) -> list[SyncOutcome]:
     """Create the built-in `key@version`s that do not exist yet; never rewrite an existing one.
 
     `persona_model` is the Persona class (the migration passes its historical model). An existing
     built-in whose YAML changed without a version bump is reported, not applied; a platform
     persona with the same `key@version` that is not a built-in is a conflict, left untouched.
+    With `apply=False` nothing is written and absent ones are reported as "missing".
     """
-    return [_sync_one(spec, persona_model) for spec in specs]
+    return [_sync_one(spec, persona_model, apply) for spec in specs]
 
 
 def builtin_routes_ensure(*, route_model: Any) -> bool:
