@@ -1,6 +1,5 @@
 """Admin for orgs, memberships and API keys. Keys show their prefix only: never a hash or plaintext."""
 from django.contrib import admin
-
 from django.contrib.auth.admin import UserAdmin
 
 from arkloop.models import ApiKey, Membership, Org, User

@@ -5,14 +5,14 @@ Both middlewares work sync and async, so the ASGI event stream is never wrapped 
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from arkloop.errors import ApiError, BodyTooLarge, error_response, _translate
-from arkloop.tracing import new_trace_id, reset_trace_id, set_trace_id
+from arkloop.errors import ApiError, BodyTooLarge, _translate, error_response
+from arkloop.tracing import new_trace_id, set_trace_id
 
 log = logging.getLogger("arkloop.request")
 

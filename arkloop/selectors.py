@@ -4,9 +4,9 @@ from __future__ import annotations
 from django.contrib.auth import authenticate, get_user_model
 from django.db.models import QuerySet
 
+from arkloop.access import parse_uuid
 from arkloop.authentication import Principal
 from arkloop.errors import NotFound, Unauthorized
-from arkloop.access import parse_uuid
 from arkloop.models import ApiKey, Membership
 
 KEY_NOT_FOUND = NotFound("http.not_found", "API key not found")

@@ -1,7 +1,7 @@
 """URL map. Each app owns its /v1 routes in its own urls.py; the catch-all keeps /v1 404s in the envelope."""
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from arkloop.views import AccessTokenView, ApiKeyViewSet, api_not_found
@@ -11,7 +11,7 @@ router.register("api-keys", ApiKeyViewSet, basename="api-key")
 
 v1 = [
     path("auth/token", AccessTokenView.as_view(), name="auth-token"),
-    path("openapi.json", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]),
+    path("openapi.json", SpectacularJSONAPIView.as_view(permission_classes=[], authentication_classes=[]),
          name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi", permission_classes=[],
                                                 authentication_classes=[]), name="docs"),

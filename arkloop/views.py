@@ -12,8 +12,13 @@ from arkloop import selectors, services
 from arkloop.api import check_limit
 from arkloop.authentication import access_token_issue
 from arkloop.errors import NotFound, envelope
-from arkloop.serializers import (ApiKeyCreatedSerializer, ApiKeyCreateSerializer, ApiKeySerializer,
-                                 TokenRequestSerializer, TokenSerializer)
+from arkloop.serializers import (
+    ApiKeyCreatedSerializer,
+    ApiKeyCreateSerializer,
+    ApiKeySerializer,
+    TokenRequestSerializer,
+    TokenSerializer,
+)
 
 
 class AccessTokenView(APIView):

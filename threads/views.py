@@ -7,8 +7,13 @@ from rest_framework.response import Response
 
 from arkloop.api import check_limit
 from threads import selectors, services
-from threads.serializers import (MessageSerializer, MessageWriteSerializer, ThreadPatchSerializer,
-                                 ThreadSerializer, ThreadWriteSerializer)
+from threads.serializers import (
+    MessageSerializer,
+    MessageWriteSerializer,
+    ThreadPatchSerializer,
+    ThreadSerializer,
+    ThreadWriteSerializer,
+)
 
 LIMIT = OpenApiParameter("limit", int, description="1–200, default 50")
 

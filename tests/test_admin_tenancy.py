@@ -1,0 +1,32 @@
+"""The admin shows API keys by prefix only: never a hash, never a plaintext."""
+import pytest
+from django.contrib.auth import get_user_model
+
+
+@pytest.fixture
+def staff_client(client, db):
+    user = get_user_model().objects.create_superuser("root", "root@example.test", "pw-for-tests")
+    client.force_login(user)
+    return client
+
+
+def test_api_key_pages_show_the_prefix_and_never_the_hash(staff_client, alice):
+    key = alice.membership.api_keys.get()
+    listing = staff_client.get("/admin/arkloop/apikey/").content.decode()
+    page = staff_client.get(f"/admin/arkloop/apikey/{key.pk}/change/").content.decode()
+    for html in (listing, page):
+        assert key.prefix in html
+        assert key.key_hash not in html and alice.key not in html
+
+
+def test_thread_page_shows_its_messages_inline(staff_client, alice):
+    thread = alice.client.post("/v1/threads", {"title": "inline"}).json()
+    alice.client.post(f"/v1/threads/{thread['id']}/messages", {"content": "visible in the admin"})
+    page = staff_client.get(f"/admin/threads/thread/{thread['id']}/change/")
+    assert page.status_code == 200
+    assert "visible in the admin" in page.content.decode()
+
+
+def test_org_and_membership_pages_render(staff_client, alice, bob):
+    assert "acme" in staff_client.get("/admin/arkloop/org/").content.decode()
+    assert "bob@acme.test" in staff_client.get("/admin/arkloop/membership/").content.decode()
