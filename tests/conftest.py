@@ -2,6 +2,7 @@
 charlie (admin of another org, globex), each with an API key and a ready API client."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pytest
@@ -72,3 +73,27 @@ def live_server(database_url) -> DaphneServer:
     """A real Daphne serving arkloop.asgi on the test database. Use with `transactional_db`."""
     with DaphneServer(database_url=database_url) as server:
         yield server
+
+
+DB_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"}
+
+
+@functools.cache
+def _builtin_persona_specs():
+    from personas.builtins import load_persona_specs
+
+    return load_persona_specs()
+
+
+@pytest.fixture(autouse=True)
+def builtin_personas(request) -> None:
+    """A migration loads the built-in personas and the `stub` route, but every transactional_db test
+    flushes all tables when it ends: put them back for each test that uses the database."""
+    if not (DB_FIXTURES & set(request.fixturenames) or request.node.get_closest_marker("django_db")):
+        return
+    from personas.builtins import builtin_personas_sync, builtin_routes_ensure
+    from personas.models import Persona, Route
+
+    request.getfixturevalue("_django_db_helper")
+    builtin_routes_ensure(route_model=Route)
+    builtin_personas_sync(persona_model=Persona, specs=_builtin_persona_specs())

@@ -1,0 +1,83 @@
+"""Admin for personas and routes. A route's API key is write-only: neither it nor its ciphertext
+is ever rendered, and error reports mask it (sensitive_post_parameters)."""
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
+
+from personas.models import Persona, Route
+from personas.services import route_set_api_key
+
+BUILTIN_EDITABLE = {"is_active"}
+
+
+@admin.register(Persona)
+class PersonaAdmin(admin.ModelAdmin):
+    list_display = ["public_id", "title", "org", "route_id", "is_active", "is_builtin", "updated_at"]
+    list_filter = ["is_builtin", "is_active", "org", "route_id"]
+    search_fields = ["key", "title", "description"]
+    readonly_fields = ["is_builtin", "source_hash", "created_at", "updated_at"]
+
+    @admin.display(description="persona id", ordering="key")
+    def public_id(self, persona: Persona) -> str:
+        return persona.public_id
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Persona | None = None) -> list[str]:
+        # Built-ins belong to their YAML file (sync_personas); only switching them off is allowed here.
+        if obj is not None and obj.is_builtin:
+            return [f.name for f in Persona._meta.fields if f.name not in BUILTIN_EDITABLE]
+        return self.readonly_fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: Persona | None = None) -> bool:
+        return not (obj is not None and obj.is_builtin) and super().has_delete_permission(request, obj)
+
+
+class RouteForm(forms.ModelForm):
+    api_key = forms.CharField(
+        label="API key", required=False, strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only: stored encrypted and never shown. Leave blank to keep the current key.")
+    clear_api_key = forms.BooleanField(label="Remove the stored API key", required=False)
+
+    class Meta:
+        model = Route
+        fields = ["id", "org", "provider", "model", "base_url", "api_key_env", "price_input", "price_cached_input",
+                  "price_output", "priority", "fallback", "is_active"]
+
+
+@admin.register(Route)
+class RouteAdmin(admin.ModelAdmin):
+    form = RouteForm
+    list_display = ["id", "provider", "model", "org", "priority", "price_input", "price_cached_input",
+                    "price_output", "fallback", "credentials", "is_active"]
+    list_filter = ["provider", "is_active", "org"]
+    search_fields = ["id", "model", "base_url"]
+    readonly_fields = ["credentials", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["id", "org", "provider", "model", "base_url", "priority", "fallback", "is_active"]}),
+        ("Credentials", {"fields": ["credentials", "api_key", "clear_api_key", "api_key_env"],
+                         "description": "A stored key wins over the environment variable."}),
+        ("Prices (USD per million tokens)", {"fields": ["price_input", "price_cached_input", "price_output"]}),
+        (None, {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    @admin.display(description="credentials")
+    def credentials(self, route: Route) -> str:
+        return route.credential_source
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Route | None = None) -> list[str]:
+        return [*self.readonly_fields, "id"] if obj is not None else self.readonly_fields
+
+    @method_decorator(sensitive_post_parameters("api_key"))
+    def changeform_view(self, request: HttpRequest, *args, **kwargs):
+        return super().changeform_view(request, *args, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Route, form: RouteForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if form.cleaned_data.get("api_key"):
+            route_set_api_key(route=obj, plaintext=form.cleaned_data["api_key"])
+        elif form.cleaned_data.get("clear_api_key"):
+            route_set_api_key(route=obj, plaintext=None)
