@@ -1,5 +1,6 @@
 """URL map. Each app owns its /v1 routes in its own urls.py; the catch-all keeps /v1 404s in the envelope."""
 from django.contrib import admin
+from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
@@ -27,3 +28,5 @@ urlpatterns = [
     path("v1/", include(v1)),
     re_path(r"^v1(/.*)?$", api_not_found),
 ]
+# The admin's CSS/JS under Daphne in development (DEBUG only; production serves collectstatic output).
+urlpatterns += staticfiles_urlpatterns()
