@@ -1,0 +1,166 @@
+"""Writes of runs: create, cancel, answer, retry. Every event goes through runs.events.event_append.
+
+Each service does its checks and its writes in one transaction, under a row lock where a
+concurrent writer (another request, the runner, the reaper) could change the answer.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from arkloop.authentication import Principal
+from arkloop.errors import Conflict, TooManyRequests, Unprocessable
+from arkloop.models import Org
+from arkloop.tracing import current_trace_id
+from personas.selectors import persona_resolve, route_resolve
+from runs.events import event_append
+from runs.models import ACTIVE_STATUSES, Run, RunStatus
+from runs.selectors import thread_last_run
+from threads.models import Message, Thread
+
+# How long a client should wait before asking again when the org is at its run cap.
+LIMIT_RETRY_AFTER_SECONDS = 2
+
+
+def _thread_busy() -> Conflict:
+    return Conflict("runs.thread_busy", "the thread already has an active run")
+
+
+def _check_org_capacity(*, org_id: object) -> None:
+    """429 when the org already has its maximum of active runs (0 = unlimited).
+
+    Called inside the creating transaction after locking the org row, so the count and the
+    insert are one step for every concurrent creator of the org. (SQLite needs no lock: its
+    IMMEDIATE transactions already let one writer in at a time.)
+    """
+    cap = settings.ARKLOOP_MAX_CONCURRENT_RUNS_PER_ORG
+    if cap <= 0:
+        return
+    if Run.objects.filter(org_id=org_id, status__in=ACTIVE_STATUSES).count() >= cap:
+        raise TooManyRequests("runs.limit_exceeded", f"the org already has {cap} active runs",
+                              details={"max_concurrent_runs": cap},
+                              headers={"Retry-After": str(LIMIT_RETRY_AFTER_SECONDS)})
+
+
+def _lock_org(*, org_id: object) -> None:
+    Org.objects.select_for_update().filter(pk=org_id).values_list("pk", flat=True).first()
+
+
+def _run_insert(**fields) -> Run:
+    """Insert the run; the partial unique index "one active run per thread" has the last word."""
+    try:
+        with transaction.atomic():
+            return Run.objects.create(**fields)
+    except IntegrityError:
+        raise _thread_busy() from None
+
+
+@transaction.atomic
+def run_create(*, principal: Principal, thread: Thread, persona_id: str | None = None,
+               route_id: str | None = None, retry_of: Run | None = None) -> Run:
+    """Start a run over `thread`: the run row and its `run.started` event (seq 1), in one transaction.
+
+    Raises ValidationFailed (unknown persona_id / route_id), Conflict runs.thread_busy (the
+    thread has an active run), TooManyRequests runs.limit_exceeded (the org's cap is reached).
+    The runner is woken by the NOTIFY of `run.started`, delivered when this transaction commits.
+    """
+    persona = persona_resolve(org_id=principal.org_id, persona_id=persona_id)
+    route = route_resolve(org_id=principal.org_id, route_id=route_id, persona=persona)
+    _lock_org(org_id=principal.org_id)
+    if Run.objects.filter(thread=thread, status__in=ACTIVE_STATUSES).exists():
+        raise _thread_busy()
+    _check_org_capacity(org_id=principal.org_id)
+    run = _run_insert(org_id=principal.org_id, thread=thread, created_by_id=principal.user_id,
+                      persona_id=persona.public_id, route_id=route.id, model=route.model,
+                      retry_of=retry_of, trace_id=current_trace_id())
+    started = {"persona_id": run.persona_id, "route_id": run.route_id}
+    if retry_of is not None:
+        started["retry_of"] = str(retry_of.pk)
+    event_append(run_id=run.pk, type="run.started", data=started)
+    run.last_seq = 1
+    return run
+
+
+def _is_held_by_runner(run: Run) -> bool:
+    """A runner is executing the run: it holds an unexpired lease and the run is not parked."""
+    if run.status == RunStatus.WAITING_FOR_INPUT or not run.lease_owner:
+        return False
+    return run.lease_expires_at is not None and run.lease_expires_at > timezone.now()
+
+
+@transaction.atomic
+def run_cancel(*, run: Run, reason: str | None = None) -> None:
+    """Cancel a run; a no-op when it is finished or already being cancelled.
+
+    A run no runner holds (not claimed yet, lease expired, or waiting for input) is cancelled at
+    once (`run.cancelled`). A run a runner executes becomes `cancelling` with
+    `run.cancel_requested`; that runner stops and writes `run.cancelled`. The decision is taken
+    under the run's row lock, so a runner claiming at the same moment either sees the cancelled
+    run (and leaves it) or has claimed first (and gets the request).
+    """
+    locked = Run.objects.select_for_update().filter(pk=run.pk).first()
+    if locked is None or locked.is_terminal or locked.status == RunStatus.CANCELLING:
+        return
+    data = {"reason": reason} if reason else {}
+    if _is_held_by_runner(locked):
+        event_append(run_id=locked.pk, type="run.cancel_requested", data=data, status=RunStatus.CANCELLING)
+    else:
+        event_append(run_id=locked.pk, type="run.cancelled", data=data)
+
+
+@transaction.atomic
+def run_input_provide(*, run: Run, content: str) -> None:
+    """Answer a run that waits for input: `run.input_provided`, and the run is `running` again.
+
+    Raises Conflict runs.not_waiting_for_input unless the run waits for input right now (checked
+    under the row lock, so an answer racing the input timeout either lands or is refused).
+    """
+    locked = Run.objects.select_for_update().filter(pk=run.pk).first()
+    if locked is None or locked.status != RunStatus.WAITING_FOR_INPUT:
+        raise Conflict("runs.not_waiting_for_input", "the run is not waiting for input")
+    event_append(run_id=locked.pk, type="run.input_provided", data={"content": content},
+                 status=RunStatus.RUNNING, fields={"waiting_since": None})
+
+
+def _last_turn_answer(thread: Thread) -> tuple[Message, list[Message]]:
+    """The last visible user message and the visible assistant messages after it (its answer).
+
+    Raises Unprocessable runs.nothing_to_retry when the conversation has no user message.
+    """
+    visible = Message.objects.filter(thread=thread, hidden_at__isnull=True)
+    question = visible.filter(role=Message.Role.USER).order_by("-created_at", "-id").first()
+    if question is None:
+        raise Unprocessable("runs.nothing_to_retry", "the thread has no user message to answer")
+    answers = visible.filter(role=Message.Role.ASSISTANT, created_at__gte=question.created_at).exclude(
+        pk=question.pk).order_by("created_at", "id")
+    return question, list(answers)
+
+
+def _answer_hide(answers: list[Message]) -> Run | None:
+    """Hide the answer and everything the runs that wrote it wrote; returns the last such run."""
+    run_ids = {m.run_id for m in answers if m.run_id}
+    now = timezone.now()
+    Message.objects.filter(pk__in=[m.pk for m in answers], hidden_at__isnull=True).update(hidden_at=now)
+    Message.objects.filter(run_id__in=run_ids, hidden_at__isnull=True).update(hidden_at=now)
+    last = answers[-1] if answers else None
+    return last.run if last is not None and last.run_id else None
+
+
+@transaction.atomic
+def thread_retry(*, principal: Principal, thread: Thread, persona_id: str | None = None,
+                 route_id: str | None = None) -> Run:
+    """Answer the thread's last user message again: hide the last answer, then start a new run.
+
+    The new run reuses the previous run's persona and route unless overridden, and its
+    `retry_of` is that run (the run that wrote the hidden answer, else the thread's latest run).
+    Raises Unprocessable runs.nothing_to_retry, Conflict runs.thread_busy (the hiding is then
+    rolled back with everything else), and whatever run_create raises.
+    """
+    _, answers = _last_turn_answer(thread)
+    previous = _answer_hide(answers) or thread_last_run(thread=thread)
+    if previous is not None:
+        persona_id = persona_id or previous.persona_id or None
+        route_id = route_id or previous.route_id or None
+    return run_create(principal=principal, thread=thread, persona_id=persona_id, route_id=route_id,
+                      retry_of=previous)
