@@ -50,5 +50,10 @@ def check_limit(request: Request) -> int:
 
 
 def keyset_after(queryset: QuerySet, anchor: Any) -> QuerySet:
-    """The rows after `anchor` in (created_at desc, id desc) order: a page stable under inserts."""
-    return queryset.filter(Q(created_at__lt=anchor.created_at) | Q(created_at=anchor.created_at, id__lt=anchor.id))
+    """The rows after `anchor` in (created_at desc, id desc) order: a page stable under inserts.
+
+    The redundant `created_at <= anchor` bound lets an (…, created_at, id) index start the scan
+    at the anchor; the OR alone would be a filter applied from the top of the index.
+    """
+    return queryset.filter(created_at__lte=anchor.created_at).filter(
+        Q(created_at__lt=anchor.created_at) | Q(created_at=anchor.created_at, id__lt=anchor.id))

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "arkloop.middleware.TraceIdMiddleware",
     "arkloop.middleware.ApiErrorMiddleware",
+    "arkloop.idempotency.IdempotencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
