@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
+from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
@@ -18,6 +20,7 @@ from rest_framework.request import Request
 from arkloop.models import ApiKey, Membership, Org
 
 API_KEY_PREFIX = "ak-"
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 ACCESS_TOKEN_SALT = "arkloop.access-token"
 
 
@@ -83,7 +86,16 @@ def principal_from_api_key(token: str) -> Principal:
         raise AuthError("auth.invalid_api_key", "invalid or revoked API key")
     if not key.membership.user.is_active:
         raise AuthError("auth.invalid_api_key", "the key's user is inactive")
+    _touch(key)
     return Principal(membership=key.membership, api_key=key)
+
+
+def _touch(key: ApiKey) -> None:
+    """Record when a key was last used, at most once a minute (not a write per request)."""
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
 
 
 def principal_from_access_token(token: str) -> Principal:

@@ -50,3 +50,9 @@ def test_charlie_gets_404_on_alices_key_and_nothing_changes(alice, charlie):
 
 def test_malformed_key_id_is_404(alice):
     assert alice.client.delete("/v1/api-keys/not-a-uuid").status_code == 404
+
+
+def test_using_a_key_records_when_it_was_last_used(alice):
+    assert alice.membership.api_keys.get().last_used_at is None
+    alice.client.get("/v1/threads")
+    assert alice.membership.api_keys.get().last_used_at is not None
