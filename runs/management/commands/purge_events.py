@@ -1,0 +1,33 @@
+"""`manage.py purge_events --older-than DAYS`: delete the event logs of long-finished runs."""
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from runs.maintenance import events_purge, purgeable_events
+
+
+class Command(BaseCommand):
+    help = ("Delete the events of runs that finished (completed, failed or cancelled) more than DAYS "
+            "days ago, in batches, with progress on stderr. Runs keep their status and totals (tokens, "
+            "cost, credits) and threads keep their messages; active runs are never touched.")
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--older-than", type=int, required=True, metavar="DAYS",
+                            help="purge runs finished more than DAYS days ago (0 = any finished run)")
+        parser.add_argument("--batch-size", type=int, default=1000, metavar="N",
+                            help="events deleted per transaction (default 1000)")
+        parser.add_argument("--dry-run", action="store_true", help="count what would be deleted, delete nothing")
+
+    def handle(self, *args, older_than: int, batch_size: int, dry_run: bool, **options) -> None:
+        if older_than < 0:
+            raise CommandError("--older-than must be 0 or more days")
+        if batch_size < 1:
+            raise CommandError("--batch-size must be at least 1")
+        total = purgeable_events(older_than_days=older_than).count()
+        if dry_run or total == 0:
+            verb = "would delete" if dry_run else "deleted"
+            self.stdout.write(f"{verb} {total} events of runs finished more than {older_than} days ago")
+            return
+        deleted = events_purge(older_than_days=older_than, batch_size=batch_size,
+                               progress=lambda done: self.stderr.write(f"deleted {done}/{total} events"))
+        self.stdout.write(f"deleted {deleted} events of runs finished more than {older_than} days ago")
