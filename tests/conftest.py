@@ -68,6 +68,15 @@ def database_url(django_db_setup, django_db_blocker) -> str:
         return test_database_url()
 
 
+@pytest.fixture(autouse=True)
+def _live_server_helper(request):
+    """Replaces pytest-django's helper, which expects its own live_server object: ours (Daphne)
+    only needs the test to run with transactional_db so its data is committed and visible."""
+    if "live_server" in request.fixturenames:
+        request.getfixturevalue("transactional_db")
+    yield
+
+
 @pytest.fixture(scope="session")
 def live_server(database_url) -> DaphneServer:
     """A real Daphne serving arkloop.asgi on the test database. Use with `transactional_db`."""

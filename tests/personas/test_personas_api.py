@@ -97,3 +97,12 @@ def test_personas_are_read_only(alice):
 def test_personas_need_a_token(anonymous):
     response = anonymous.get("/v1/personas")
     assert response.status_code == 401 and response.json()["code"] == "auth.missing_token"
+
+
+def test_builtins_are_served_over_real_http_after_table_flushes(transactional_db, live_server, alice):
+    """A transactional test flushes every table; the built-ins must be back for the next one."""
+    import httpx
+
+    response = httpx.get(f"{live_server.url}/v1/personas", headers=alice.auth, timeout=10)
+    assert response.status_code == 200
+    assert {"default@1", "careful@1"} <= {p["persona_id"] for p in response.json()}
