@@ -9,19 +9,28 @@ from runs.models import Run
 MAX_INPUT_BYTES = 32768
 
 
+class StringField(serializers.CharField):
+    """A CharField that takes only JSON strings (DRF would turn 7 into "7")."""
+
+    def to_internal_value(self, data: object) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class RunCreateSerializer(StrictSerializer):
     """Body of `POST /v1/threads/{id}/runs` and of `…:retry` (every field optional)."""
 
-    persona_id = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
-    route_id = serializers.CharField(max_length=100, required=False, allow_null=True, allow_blank=True)
+    persona_id = StringField(max_length=200, required=False, allow_null=True, allow_blank=True)
+    route_id = StringField(max_length=100, required=False, allow_null=True, allow_blank=True)
 
 
 class RunCancelSerializer(StrictSerializer):
-    reason = serializers.CharField(max_length=500, required=False, allow_null=True, allow_blank=True)
+    reason = StringField(max_length=500, required=False, allow_null=True, allow_blank=True)
 
 
 class RunInputSerializer(StrictSerializer):
-    content = serializers.CharField(trim_whitespace=False, validators=[utf8_bytes_validator(max_bytes=MAX_INPUT_BYTES)])
+    content = StringField(trim_whitespace=False, validators=[utf8_bytes_validator(max_bytes=MAX_INPUT_BYTES)])
 
 
 class RunCreatedSerializer(serializers.Serializer):
