@@ -1,0 +1,44 @@
+"""Reads the stream needs: the run (with the visibility check), its events after a cursor, and the
+latest seq of many runs at once (the SQLite poller's one cheap query)."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from arkloop.access import parse_uuid, visible_to
+from arkloop.authentication import Principal
+from arkloop.errors import NotFound
+from runs.models import Run, RunEvent
+from runs.stream.sse import Frame, render_frame
+
+BATCH_SIZE = 500
+
+
+def run_not_found() -> NotFound:
+    return NotFound("runs.not_found", "run not found")
+
+
+def access_run_for_stream(*, principal: Principal, run_id: str) -> tuple[uuid.UUID, bool]:
+    """The run's id and whether it is finished; raises runs.not_found when the caller may not see it."""
+    pk = parse_uuid(run_id, not_found=run_not_found())
+    row = visible_to(Run.objects.filter(pk=pk), principal).values_list("id", "status").first()
+    if row is None:
+        raise run_not_found()
+    return row[0], Run(status=row[1]).is_terminal
+
+
+def events_after(*, run_id: str, after_seq: int, upto: int | None = None,
+                 limit: int = BATCH_SIZE) -> list[Frame]:
+    """Up to `limit` rendered events of the run with after_seq < seq (≤ upto), in seq order."""
+    events = RunEvent.objects.filter(run_id=run_id, seq__gt=after_seq)
+    if upto is not None:
+        events = events.filter(seq__lte=upto)
+    rows = events.order_by("seq").values_list("seq", "type", "data", "created_at")[:limit]
+    return [render_frame(run_id=run_id, seq=seq, type=type, data=data, created_at=created_at)
+            for seq, type, data, created_at in rows]
+
+
+def last_seqs(*, run_ids: Iterable[str]) -> dict[str, int]:
+    """{run_id: last_seq} for the given runs (those that exist)."""
+    rows = Run.objects.filter(pk__in=list(run_ids)).values_list("id", "last_seq")
+    return {str(pk): last_seq for pk, last_seq in rows}

@@ -1,0 +1,39 @@
+"""Server-Sent Events framing: one run event → one `id/event/data` frame, rendered once.
+
+A frame is rendered to bytes a single time (by the hub, or by a stream's replay) and shared by
+every stream that sends it, so fan-out to many followers costs no extra JSON encoding.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+
+from runs.models import TERMINAL_EVENT_STATUS
+
+PING = b": ping\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One rendered event: its seq, whether it ends the run, and the bytes to send."""
+
+    seq: int
+    terminal: bool
+    body: bytes
+
+
+def rfc3339(value: dt.datetime) -> str:
+    """UTC with microseconds and a `Z`, like the rest of the API (SPEC §1)."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def render_frame(*, run_id: str, seq: int, type: str, data: dict[str, Any], created_at: dt.datetime) -> Frame:
+    payload = {"seq": seq, "type": type, "data": data, "created_at": rfc3339(created_at), "run_id": run_id}
+    # json.dumps escapes CR and LF inside strings, so the data line is always a single line.
+    line = json.dumps(payload, cls=DjangoJSONEncoder, ensure_ascii=False, separators=(",", ":"))
+    body = f"id: {seq}\nevent: {type}\ndata: {line}\n\n".encode()
+    return Frame(seq=seq, terminal=type in TERMINAL_EVENT_STATUS, body=body)

@@ -1,0 +1,65 @@
+"""`GET /v1/runs/{run_id}/events`: a Django async view streaming Server-Sent Events.
+
+Everything that can fail (authentication, parameters, visibility) is checked before the response
+starts, so failures are ordinary JSON envelopes raised as ApiError and rendered by
+ApiErrorMiddleware. The body is `runs.stream.follow.event_stream`.
+"""
+from __future__ import annotations
+
+import re
+
+from django.http import HttpRequest, StreamingHttpResponse
+
+from arkloop.authentication import Principal, principal_from_header
+from arkloop.errors import ApiError, ValidationFailed
+from runs.stream.db import db_call
+from runs.stream.follow import event_stream
+from runs.stream.selectors import access_run_for_stream
+
+MAX_SEQ = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]+")
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    code = "http.method_not_allowed"
+    message = "only GET is allowed here"
+
+
+def check_seq(value: str, *, field: str) -> int:
+    """A non-negative integer cursor, or 422 naming `field`."""
+    value = value.strip()
+    if not _DIGITS.fullmatch(value):
+        raise ValidationFailed({field: ["must be an integer ≥ 0"]})
+    return min(int(value), MAX_SEQ)
+
+
+def check_cursor(request: HttpRequest) -> int:
+    """The seq to resume after: Last-Event-ID when present (browser reconnects), else after_seq."""
+    last_event_id = request.headers.get("Last-Event-ID", "").strip()
+    if last_event_id:
+        return check_seq(last_event_id, field="Last-Event-ID")
+    return check_seq(request.GET.get("after_seq", "0"), field="after_seq")
+
+
+def check_follow(request: HttpRequest) -> bool:
+    value = request.GET.get("follow", "true").strip().lower()
+    if value not in _BOOLEANS:
+        raise ValidationFailed({"follow": ["must be true or false"]})
+    return _BOOLEANS[value]
+
+
+async def run_events(request: HttpRequest, run_id: str) -> StreamingHttpResponse:
+    if request.method != "GET":
+        raise MethodNotAllowed(headers={"Allow": "GET"})
+    principal: Principal = await db_call(principal_from_header,
+                                         header=request.headers.get("Authorization", "").encode("latin-1"))
+    after_seq, follow = check_cursor(request), check_follow(request)
+    pk, finished = await db_call(access_run_for_stream, principal=principal, run_id=run_id)
+    response = StreamingHttpResponse(
+        event_stream(run_id=str(pk), after_seq=after_seq, follow=follow, run_finished=finished),
+        content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
