@@ -78,5 +78,5 @@ class Command(BaseCommand):
                               f"{event_summary(type=event.type, data=event.data)}")
         else:
             data = json.dumps(stream_item(event), ensure_ascii=False, separators=(",", ":"))
-            self.stdout.write(f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n")
+            self.stdout.write(f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n", ending="")
         self.stdout.flush()
