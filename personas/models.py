@@ -64,9 +64,9 @@ class Route(models.Model):
     # Credentials: either a Fernet token (never the plaintext) or the name of an environment variable.
     api_key_encrypted = models.TextField(blank=True, default="", editable=False)
     api_key_env = models.CharField(max_length=100, blank=True, default="")
-    price_input = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
-    price_cached_input = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
-    price_output = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    price_input = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    price_cached_input = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    price_output = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
     priority = models.IntegerField(default=0)
     fallback = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     is_active = models.BooleanField(default=True)

@@ -12,6 +12,7 @@ LIMIT = OpenApiParameter("limit", int, description="1–200, default 50")
 
 
 class PersonaViewSet(viewsets.ViewSet):
+    lookup_url_kwarg = "persona_id"
     lookup_value_regex = "[^/]+"
 
     @extend_schema(parameters=[LIMIT], responses=PersonaSerializer(many=True))
@@ -19,11 +20,11 @@ class PersonaViewSet(viewsets.ViewSet):
         personas = selectors.persona_list(org_id=request.auth.org_id, limit=check_limit(request))
         return Response(PersonaSerializer(personas, many=True).data)
 
-    @extend_schema(parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH,
+    @extend_schema(parameters=[OpenApiParameter("persona_id", str, OpenApiParameter.PATH,
                                                 description="`key@version`, or `key` for its newest active version")],
                    responses=PersonaDetailSerializer)
-    def retrieve(self, request: Request, pk: str) -> Response:
-        persona = selectors.access_persona(org_id=request.auth.org_id, persona_id=pk)
+    def retrieve(self, request: Request, persona_id: str) -> Response:
+        persona = selectors.access_persona(org_id=request.auth.org_id, persona_id=persona_id)
         return Response(PersonaDetailSerializer(persona).data)
 
 
