@@ -9,9 +9,11 @@ commits (see `runs.notify`).
 """
 from __future__ import annotations
 
+import uuid
+from collections import defaultdict
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -71,3 +73,56 @@ def _why_rejected(run_id: Any, attempt: int | None) -> str:
     if run["status"] in TERMINAL_STATUSES:
         return "finished"
     return "lease_lost" if attempt is not None and run["attempt"] != attempt else "unknown"
+
+
+def event_append_batch(items: list[tuple[Any, int, str, dict]]) -> dict[str, str]:
+    """Append many `(run_id, attempt, type, data)` events, of many runs, in one transaction.
+
+    The runner's group commit: `event_append`'s rules (gapless seqs under the run's row lock,
+    nothing after the terminal event, fencing by `attempt`) for a batch, in a few statements.
+    Only for events that change no Run column (deltas, tool calls and results). Per run it is
+    all or nothing: returns `{run_id: reason}` for the runs whose events were refused.
+    """
+    wanted: dict[str, tuple[int, list[tuple[str, dict]]]] = {}
+    grouped: dict[str, list[tuple[str, dict]]] = defaultdict(list)
+    for run_id, attempt, type, data in items:
+        assert type not in TERMINAL_EVENT_STATUS, "terminal events go through event_append"
+        key = str(uuid.UUID(str(run_id)))
+        grouped[key].append((type, data))
+        wanted[key] = (attempt, grouped[key])
+    with transaction.atomic():
+        allocated = _allocate_seqs(wanted)
+        events, appended = [], []
+        for run_id, (last_seq, trace_id) in allocated.items():
+            batch = wanted[run_id][1]
+            for offset, (type, data) in enumerate(batch):
+                seq = last_seq - len(batch) + 1 + offset
+                events.append(RunEvent(run_id=run_id, seq=seq, type=type, data={**data, "trace_id": trace_id}))
+                appended.append((run_id, seq, type))
+        RunEvent.objects.bulk_create(events)
+        notify.events_appended(appended)
+        refused = {run_id: _why_rejected(run_id, wanted[run_id][0]) for run_id in wanted if run_id not in allocated}
+    return refused
+
+
+def _allocate_seqs(wanted: dict[str, tuple[int, list]]) -> dict[str, tuple[int, str]]:
+    """Advance `last_seq` of each run still held by that attempt; `{run_id: (new last_seq, trace_id)}`."""
+    if not wanted:
+        return {}
+    terminal = [str(s) for s in TERMINAL_STATUSES]
+    if connection.vendor == "postgresql":
+        table = Run._meta.db_table
+        values = ", ".join(["(%s::uuid, %s::bigint, %s::integer)"] * len(wanted))
+        params = [p for run_id, (attempt, batch) in wanted.items() for p in (run_id, len(batch), attempt)]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} AS r SET last_seq = r.last_seq + v.n FROM (VALUES {values}) AS v(id, n, attempt) "
+                f"WHERE r.id = v.id AND r.attempt = v.attempt AND NOT (r.status = ANY(%s)) "
+                f"RETURNING r.id, r.last_seq, r.trace_id", [*params, terminal])
+            return {str(run_id): (seq, trace_id) for run_id, seq, trace_id in cursor.fetchall()}
+    allocated = {}
+    for run_id, (attempt, batch) in wanted.items():
+        runs = Run.objects.filter(pk=run_id, attempt=attempt).exclude(status__in=TERMINAL_STATUSES)
+        if runs.update(last_seq=F("last_seq") + len(batch)) == 1:
+            allocated[run_id] = Run.objects.filter(pk=run_id).values_list("last_seq", "trace_id").get()
+    return allocated

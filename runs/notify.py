@@ -13,7 +13,8 @@ poller) run through `transaction.on_commit`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from django.db import connection, transaction
 
@@ -48,3 +49,18 @@ def event_appended(*, run_id: Any, seq: int, type: str) -> None:
                 cursor.execute("SELECT pg_notify(%s, %s)", [WORK_CHANNEL, f"{run_id}:{type}"])
     if _hooks:
         transaction.on_commit(lambda: [hook(run_id, seq, type) for hook in list(_hooks)])
+
+
+def events_appended(events: list[tuple[Any, int, str]]) -> None:
+    """`event_appended` for many `(run_id, seq, type)` at once: one statement for all NOTIFYs."""
+    events = [(str(run_id), seq, type) for run_id, seq, type in events]
+    if is_postgres() and events:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
+                           [EVENTS_CHANNEL, [f"{run_id}:{seq}" for run_id, seq, _ in events]])
+            work = [f"{run_id}:{type}" for run_id, _, type in events if type in WORK_EVENT_TYPES]
+            if work:
+                cursor.execute("SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
+                               [WORK_CHANNEL, work])
+    if _hooks and events:
+        transaction.on_commit(lambda: [hook(*event) for event in events for hook in list(_hooks)])
