@@ -1,0 +1,56 @@
+"""Database access for the asyncio runner: a few threads, each with its own Django connection.
+
+Django's ORM is synchronous, and one connection per run would not scale (200 runs → 200
+connections). So every query of every run goes through `Db.call`, which runs it on a small
+thread pool; each pool thread keeps one persistent connection. With the LISTEN connection that
+is `threads + 1` connections per runner process however many runs it executes.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from django.db import InterfaceError, OperationalError, connection
+
+T = TypeVar("T")
+DEFAULT_THREADS = 3
+
+
+def _guarded(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return fn(*args, **kwargs)
+    except (InterfaceError, OperationalError):
+        # A broken connection stays broken: drop it so this thread's next call reconnects.
+        if connection.connection is not None and not connection.in_atomic_block:
+            connection.close()
+        raise
+
+
+class Db:
+    def __init__(self, threads: int = DEFAULT_THREADS) -> None:
+        self.threads = threads
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="arkloop-db")
+
+    async def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run `fn(*args, **kwargs)` (sync, may use the ORM) on a pool thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(_guarded, fn, *args, **kwargs))
+
+    def close(self) -> None:
+        """Close every pool thread's connection, then the pool (a barrier puts one task on each thread)."""
+        barrier = threading.Barrier(self.threads)
+
+        def close_here() -> None:
+            try:
+                barrier.wait(timeout=5)
+            except threading.BrokenBarrierError:
+                pass
+            connection.close()
+
+        for future in [self._pool.submit(close_here) for _ in range(self.threads)]:
+            future.result()
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,49 @@
+"""Wake-ups on PostgreSQL: one LISTEN connection per runner process on the `arkloop_work` channel.
+
+Payloads are `<run_id>:<event type>` (run.started, run.cancel_requested, run.input_provided,
+run.cancelled), sent by `runs.notify` when the event commits. The connection is psycopg's
+async one, so waiting for notifications costs no thread. On a broken connection it reconnects
+with a short backoff and calls `on_connect` again, so the runner re-checks for work it missed.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.db import connections
+
+from runs.notify import WORK_CHANNEL
+
+log = logging.getLogger("runs.runner")
+_PASSED_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "application_name")
+
+
+def listen_conninfo() -> dict[str, Any]:
+    """ARKLOOP_LISTEN_DATABASE_URL (e.g. to bypass a transaction pooler), else the default database."""
+    if settings.ARKLOOP_LISTEN_DATABASE_URL:
+        return {"conninfo": settings.ARKLOOP_LISTEN_DATABASE_URL}
+    db = connections["default"].settings_dict
+    params = {"dbname": db["NAME"], "user": db.get("USER"), "password": db.get("PASSWORD"),
+              "host": db.get("HOST"), "port": str(db.get("PORT") or "")}
+    params.update({k: v for k, v in (db.get("OPTIONS") or {}).items() if k in _PASSED_OPTIONS})
+    return {k: v for k, v in params.items() if v}
+
+
+async def listen_work(*, on_notify: Callable[[str, str], None], on_connect: Callable[[], None]) -> None:
+    """Deliver `(run_id, type)` for every work notification until cancelled."""
+    while True:
+        try:
+            conn = await psycopg.AsyncConnection.connect(autocommit=True, **listen_conninfo())
+            async with conn:
+                await conn.execute(f"LISTEN {WORK_CHANNEL}")
+                on_connect()
+                async for notification in conn.notifies():
+                    run_id, _, event_type = notification.payload.partition(":")
+                    on_notify(run_id, event_type)
+        except (psycopg.Error, OSError) as exc:
+            log.warning("LISTEN connection lost (%s); reconnecting", type(exc).__name__)
+            await asyncio.sleep(1.0)

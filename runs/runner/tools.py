@@ -1,0 +1,86 @@
+"""The tool registry: what a model may call, with JSON schemas for the providers.
+
+Tools are small synchronous functions of their arguments. `ask_user` is special: it has no
+function, the agent loop turns it into `run.waiting_for_input` (kind `question`) and the user's
+answer becomes its result. Permission (the persona's `tools` and `confirm_tools`) is checked by
+the loop, not here.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils import timezone
+
+from runs.runner.calculator import CalculatorError, calculate
+from runs.runner.providers.base import ToolSpec
+
+ASK_USER = "ask_user"
+
+
+class ToolFailed(Exception):
+    def __init__(self, error_class: str, message: str) -> None:
+        self.error_class = error_class
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass
+class Tool:
+    spec: ToolSpec
+    function: Callable[[dict[str, Any]], Any] | None  # None: handled by the loop (ask_user)
+
+
+def _echo(arguments: dict[str, Any]) -> Any:
+    return arguments["text"] if "text" in arguments else arguments
+
+
+def _calculator(arguments: dict[str, Any]) -> Any:
+    try:
+        return calculate(arguments.get("expression"))
+    except CalculatorError as exc:
+        raise ToolFailed("tool.invalid_arguments", str(exc)) from None
+
+
+def _current_time(arguments: dict[str, Any]) -> Any:
+    return timezone.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": required}
+
+
+REGISTRY: dict[str, Tool] = {
+    "echo": Tool(ToolSpec("echo", "Repeat the given text exactly.",
+                          _object({"text": {"type": "string"}}, ["text"])), _echo),
+    "calculator": Tool(ToolSpec("calculator", "Evaluate an arithmetic expression: numbers, + - * / // % ** and "
+                                "parentheses.", _object({"expression": {"type": "string"}}, ["expression"])),
+                       _calculator),
+    "current_time": Tool(ToolSpec("current_time", "The current date and time (UTC, RFC 3339).", _object({}, [])),
+                         _current_time),
+    ASK_USER: Tool(ToolSpec(ASK_USER, "Ask the user a question and wait for the answer.",
+                            _object({"question": {"type": "string"}}, ["question"])), None),
+}
+
+
+def tool_specs(names: list[str]) -> list[ToolSpec]:
+    """The specs of the registered tools among `names`, for the provider request."""
+    return [REGISTRY[name].spec for name in names if name in REGISTRY]
+
+
+def tool_run(name: str, arguments: dict[str, Any]) -> Any:
+    """Run a registered tool; raises ToolFailed with an error class for any failure."""
+    tool = REGISTRY.get(name)
+    if tool is None or tool.function is None:
+        raise ToolFailed("tool.not_found", f"no tool named {name[:100]!r}")
+    try:
+        return tool.function(arguments)
+    except ToolFailed:
+        raise
+    except Exception as exc:  # a tool's bug must not kill the run: the model gets the error
+        raise ToolFailed("tool.error", f"{type(exc).__name__}") from None
+
+
+def ask_user_prompt(arguments: dict[str, Any]) -> str:
+    return str(arguments.get("question") or arguments.get("prompt") or "The assistant has a question.")

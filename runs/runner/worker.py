@@ -1,0 +1,214 @@
+"""The runner process: claims runs, executes many agent loops at once, renews leases, stops cleanly.
+
+One asyncio event loop per process. Runs are tasks; the database is reached through a small
+thread pool (`db.Db`) and one group-commit event writer (`writer.EventWriter`); PostgreSQL
+wake-ups arrive on one LISTEN connection (`listen.py`), SQLite is polled every 100 ms. Each
+pass of the main loop is a small method (`claim_pass`, `renew_pass`, `cancel_pass`,
+`sweep_pass`) that tests can call on their own.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection
+
+from runs.events import EventRejected
+from runs.runner import leases, recovery
+from runs.runner.db import DEFAULT_THREADS, Db
+from runs.runner.listen import listen_work
+from runs.runner.loop import AgentLoop, Claim
+from runs.runner.writer import EventWriter
+
+log = logging.getLogger("runs.runner")
+SQLITE_POLL_SECONDS = 0.1
+POSTGRES_POLL_SECONDS = 1.0  # a safety net only: NOTIFY wakes the runner, expired leases need a clock
+SWEEP_SECONDS = 5.0
+
+
+@dataclass
+class _Handle:
+    claim: Claim
+    task: asyncio.Task
+    stop_reason: str = ""  # "cancel" | "lost" | "shutdown", set before the task is cancelled
+
+
+class Worker:
+    def __init__(self, *, concurrency: int = 16, lease_seconds: float | None = None, grace: float = 10.0,
+                 db_threads: int = DEFAULT_THREADS, owner: str | None = None) -> None:
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds or settings.ARKLOOP_LEASE_SECONDS
+        self.grace = grace
+        self.db_threads = db_threads
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.active: dict[str, _Handle] = {}
+        self.stopping = False
+        self.postgres = connection.vendor == "postgresql"
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def run(self, *, once: bool = False) -> None:
+        """Work until `stop()` (SIGTERM); with `once`, until nothing is runnable and nothing is active."""
+        self._wake = asyncio.Event()
+        self.db = Db(self.db_threads)
+        self.writer = EventWriter(self.db, on_rejected=self._on_rejected)
+        background = [asyncio.create_task(self.writer.run_forever()), asyncio.create_task(self._renew_forever())]
+        if self.postgres:
+            background.append(asyncio.create_task(listen_work(on_notify=self._on_notify, on_connect=self.wake)))
+        log.info("runner %s started (concurrency %d, lease %.1fs)", self.owner, self.concurrency, self.lease_seconds)
+        try:
+            await self._main(once)
+        finally:
+            await self._shutdown(background)
+
+    def stop(self) -> None:
+        """Stop claiming; in-flight runs get the grace period (SIGTERM)."""
+        if not self.stopping:
+            log.info("runner %s stopping: no new claims, %d runs in flight", self.owner, len(self.active))
+        self.stopping = True
+        self.wake()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _main(self, once: bool) -> None:
+        next_sweep = 0.0
+        while not self.stopping:
+            claimed = await self.claim_pass()
+            if once and not claimed and not self.active:
+                return
+            if time.monotonic() >= next_sweep:
+                await self.sweep_pass()
+                next_sweep = time.monotonic() + SWEEP_SECONDS
+            await self._sleep()
+            await self.cancel_pass()
+
+    async def _sleep(self) -> None:
+        timeout = POSTGRES_POLL_SECONDS if self.postgres else SQLITE_POLL_SECONDS
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def _shutdown(self, background: list[asyncio.Task]) -> None:
+        self.stopping = True
+        tasks = [handle.task for handle in self.active.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.grace)
+        for handle in list(self.active.values()):
+            self._interrupt(handle, "shutdown")
+        await asyncio.gather(*(h.task for h in list(self.active.values())), return_exceptions=True)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(None, self.db.close)
+        log.info("runner %s stopped", self.owner)
+
+    # --- passes -----------------------------------------------------------------------------------
+
+    async def claim_pass(self) -> int:
+        """Claim as many runnable runs as there is room for and start them; returns how many."""
+        room = self.concurrency - len(self.active)
+        if self.stopping or room <= 0:
+            return 0
+        claims = await self.db.call(leases.runs_claim, owner=self.owner, limit=room, lease_seconds=self.lease_seconds)
+        for claim in claims:
+            self._start(claim)
+        return len(claims)
+
+    async def renew_pass(self) -> None:
+        held = {run_id: handle.claim.attempt for run_id, handle in self.active.items()}
+        if held:
+            lost = await self.db.call(leases.leases_renew, owner=self.owner, held=held,
+                                      lease_seconds=self.lease_seconds)
+            for run_id in lost:
+                self._on_rejected(run_id, "lease_lost")
+
+    async def cancel_pass(self) -> None:
+        """Poll for cancel requests (SQLite has no NOTIFY; on PostgreSQL a cheap safety net)."""
+        if self.active:
+            for run_id in await self.db.call(leases.runs_cancelling, owner=self.owner):
+                if run_id in self.active:
+                    self._interrupt(self.active[run_id], "cancel")
+
+    async def sweep_pass(self) -> None:
+        for run_id in await self.db.call(recovery.runs_fail_timed_out_inputs):
+            log.info("run %s failed (input.timeout)", run_id)
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await self.renew_pass()
+            except Exception:
+                log.exception("renewing leases failed")
+
+    # --- one run ----------------------------------------------------------------------------------
+
+    def _start(self, claim: Claim) -> None:
+        kind = "took over" if claim.previous_owner else "claimed"
+        log.info("run %s %s (attempt %d, %s)", claim.run_id, kind, claim.attempt, claim.status)
+        handle = _Handle(claim=claim, task=None)  # type: ignore[arg-type]
+        self.active[claim.run_id] = handle
+        handle.task = asyncio.create_task(self._execute(handle), name=f"run-{claim.run_id}")
+
+    async def _execute(self, handle: _Handle) -> None:
+        agent = AgentLoop(claim=handle.claim, db=self.db, writer=self.writer)
+        try:
+            outcome = await agent.execute()
+        except asyncio.CancelledError:
+            asyncio.current_task().uncancel()
+            outcome = await self._interrupted(handle, agent)
+        except EventRejected as exc:
+            outcome = f"abandoned ({exc.reason})"
+        except Exception:
+            log.exception("run %s crashed", handle.claim.run_id)
+            outcome = await self._failed(agent)
+        finally:
+            self.active.pop(handle.claim.run_id, None)
+            self.writer.forget(handle.claim.run_id)
+            self.wake()  # room for another claim
+        log.info("run %s %s (attempt %d)", handle.claim.run_id, outcome, handle.claim.attempt)
+
+    async def _interrupted(self, handle: _Handle, agent: AgentLoop) -> str:
+        claim = handle.claim
+        try:
+            if handle.stop_reason == "cancel":
+                return await agent.cancel("cancel_requested")
+            if handle.stop_reason == "shutdown":
+                await self.db.call(leases.lease_release, run_id=claim.run_id, attempt=claim.attempt, owner=self.owner)
+                return "released"
+        except EventRejected as exc:
+            return f"abandoned ({exc.reason})"
+        return "abandoned (lease_lost)"
+
+    async def _failed(self, agent: AgentLoop) -> str:
+        try:
+            return await agent.fail("internal.error", "the runner hit an unexpected error")
+        except Exception:
+            return "abandoned (could not record the failure)"
+
+    def _interrupt(self, handle: _Handle, reason: str) -> None:
+        if not handle.stop_reason:
+            handle.stop_reason = reason
+            handle.task.cancel()
+
+    def _on_rejected(self, run_id: str, reason: str) -> None:
+        """A write was refused: the lease was taken over (or the run ended); drop the run quietly."""
+        handle = self.active.get(run_id)
+        if handle is not None:
+            log.info("run %s: write refused (%s), dropping it", run_id, reason)
+            self._interrupt(handle, "lost")
+
+    def _on_notify(self, run_id: str, type: str) -> None:
+        if type == "run.cancel_requested" and run_id in self.active:
+            self._interrupt(self.active[run_id], "cancel")
+        elif type in ("run.started", "run.input_provided"):
+            self.wake()
