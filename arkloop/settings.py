@@ -122,6 +122,9 @@ ARKLOOP_DEFAULT_PERSONA = env.str("ARKLOOP_DEFAULT_PERSONA", default="default")
 ARKLOOP_DEFAULT_ROUTE = env.str("ARKLOOP_DEFAULT_ROUTE", default="stub")
 ARKLOOP_LISTEN_DATABASE_URL = env.str("ARKLOOP_LISTEN_DATABASE_URL", default="")
 ARKLOOP_LEASE_SECONDS = env.float("ARKLOOP_LEASE_SECONDS", default=30.0)
+# Provider calls: attempts per route (408/429/5xx/network), backoff base doubling per retry.
+ARKLOOP_LLM_MAX_ATTEMPTS = env.int("ARKLOOP_LLM_MAX_ATTEMPTS", default=3)
+ARKLOOP_LLM_RETRY_BASE_MS = env.int("ARKLOOP_LLM_RETRY_BASE_MS", default=200)
 ARKLOOP_ROUTES_FILE = env.str("ARKLOOP_ROUTES_FILE", default="")
 # Key for encrypting provider credentials at rest (Fernet). Derived from SECRET_KEY when unset.
 ARKLOOP_ENCRYPTION_KEY = env.str("ARKLOOP_ENCRYPTION_KEY", default="")
@@ -150,6 +153,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "arkloop.schema.add_error_responses",
+    ],
 }
 
 LOGGING = {
