@@ -13,14 +13,39 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
 
+# JSON types each kind of field accepts. DRF would coerce 5 into "5" or "5" into 5; we answer 422.
+_JSON_TYPES: list[tuple[type, tuple[type, ...], str]] = [
+    (serializers.BooleanField, (bool,), "a boolean"),
+    (serializers.CharField, (str,), "a string"),
+    (serializers.IntegerField, (int,), "an integer"),
+    (serializers.FloatField, (int, float), "a number"),
+    (serializers.DecimalField, (int, float), "a number"),
+]
+
+
+def _type_error(field: serializers.Field, value: Any) -> str | None:
+    for kind, accepted, name in _JSON_TYPES:
+        if isinstance(field, kind):
+            is_bool = isinstance(value, bool) and bool not in accepted
+            if value is not None and (is_bool or not isinstance(value, accepted)):
+                return f"must be {name}"
+            return None
+    return None
+
+
 class StrictSerializer(serializers.Serializer):
-    """Rejects fields it does not declare (422 naming them) instead of silently ignoring them."""
+    """Rejects fields it does not declare and values of the wrong JSON type (422 naming them),
+    instead of silently ignoring or coercing them."""
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+            errors = {name: ["unknown field"] for name in sorted(set(data) - set(self.fields))}
+            for name, field in self.fields.items():
+                message = _type_error(field, data[name]) if name in data else None
+                if message:
+                    errors[name] = [message]
+            if errors:
+                raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
 
 

@@ -7,7 +7,7 @@ from arkloop.models import ApiKey
 
 class TokenRequestSerializer(StrictSerializer):
     email = serializers.EmailField()
-    password = serializers.CharField(max_length=1024, trim_whitespace=False)
+    password = serializers.CharField(min_length=1, max_length=1024, trim_whitespace=False)
     org = serializers.SlugField(required=False, max_length=64)
 
 

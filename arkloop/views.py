@@ -1,6 +1,7 @@
 """Endpoints of the tenancy core: access tokens, API keys, and the /v1 catch-all 404."""
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.permissions import AllowAny
@@ -64,6 +65,7 @@ class ApiKeyViewSet(viewsets.ViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@csrf_exempt  # bearer-token API: no cookies, so no CSRF; a POST to a wrong path is a plain 404
 def api_not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
     """Any /v1 path that names no endpoint."""
     error = NotFound()

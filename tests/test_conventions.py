@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from rest_framework.test import APIClient
 
 from tests.servers import ROOT
 
@@ -126,3 +127,16 @@ def test_debug_off_refuses_the_development_secret_key():
                             capture_output=True, text=True)
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+@pytest.mark.parametrize("title", [0, 1.5, True, None])
+def test_values_of_the_wrong_json_type_are_422_not_coerced(alice, title):
+    body = assert_envelope(alice.client.post("/v1/threads", {"title": title}), 422, "validation.error")
+    assert "title" in body["details"]["fields"]
+
+
+@pytest.mark.parametrize("method", ["post", "delete", "patch"])
+def test_writes_to_an_unknown_path_are_a_json_404_not_a_csrf_403(alice, method):
+    client = APIClient(enforce_csrf_checks=True)
+    response = getattr(client, method)("/v1/threads/x/y/z", {"content": "x"}, HTTP_AUTHORIZATION=f"Bearer {alice.key}")
+    assert_envelope(response, 404, "http.not_found")
