@@ -38,6 +38,7 @@ def add_error_responses(result: dict, generator, request, public) -> dict:
     """Postprocessing hook: document the envelope and the shared error statuses on every operation,
     and the bounds of the shared `limit` parameter."""
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    _drop_inherited_docstrings(result["components"]["schemas"])
     error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     schemas = result["components"]["schemas"]
     for path_item in result.get("paths", {}).values():
@@ -61,3 +62,13 @@ def _close_request_bodies(operation: dict, schemas: dict) -> None:
         name = ref.rsplit("/", 1)[-1]
         if name in schemas:
             schemas[name]["additionalProperties"] = False
+
+
+def _drop_inherited_docstrings(schemas: dict) -> None:
+    """Serializers without a docstring inherit StrictSerializer's, which says nothing about them."""
+    from arkloop.api import StrictSerializer
+
+    inherited = " ".join((StrictSerializer.__doc__ or "").split())
+    for schema in schemas.values():
+        if " ".join(schema.get("description", "").split()) == inherited:
+            del schema["description"]

@@ -99,3 +99,9 @@ def test_charlie_gets_404_on_every_thread_endpoint_and_nothing_changes(alice, ch
     assert (stored.title, stored.deleted_at) == ("secret", None)
     assert Message.objects.filter(thread_id=thread["id"]).count() == 1
     assert charlie.client.get("/v1/threads").json() == []
+
+
+def test_patch_without_a_title_changes_nothing(alice):
+    thread = create_thread(alice, "kept")
+    response = alice.client.patch(f"/v1/threads/{thread['id']}", {})
+    assert response.status_code == 200 and response.json()["title"] == "kept"

@@ -12,7 +12,7 @@ class ThreadWriteSerializer(StrictSerializer):
 
 
 class ThreadPatchSerializer(StrictSerializer):
-    title = serializers.CharField(max_length=500, allow_blank=True)
+    title = serializers.CharField(max_length=500, allow_blank=True, required=False)
 
 
 class ThreadSerializer(serializers.ModelSerializer):
@@ -26,7 +26,7 @@ class ThreadSerializer(serializers.ModelSerializer):
 
 
 class MessageWriteSerializer(StrictSerializer):
-    content = serializers.CharField(trim_whitespace=False,
+    content = serializers.CharField(trim_whitespace=False, min_length=1,
                                     validators=[utf8_bytes_validator(max_bytes=MAX_CONTENT_BYTES)])
 
 

@@ -45,7 +45,8 @@ class ThreadViewSet(viewsets.ViewSet):
         thread = selectors.access_thread(principal=request.auth, thread_id=pk)
         body = ThreadPatchSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        services.thread_update(thread=thread, title=body.validated_data["title"])
+        if "title" in body.validated_data:
+            services.thread_update(thread=thread, title=body.validated_data["title"])
         return Response(ThreadSerializer(thread).data)
 
     @extend_schema(responses={204: None})
