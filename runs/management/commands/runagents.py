@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -22,6 +23,9 @@ class Command(BaseCommand):
                             help=f"database connections for run work (default {DEFAULT_THREADS}; +1 for LISTEN)")
 
     def handle(self, *args, **options) -> None:
+        # One log line per run state change: the SDKs' per-request lines would drown them.
+        for name in ("httpx", "httpx2", "httpcore", "openai", "anthropic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         worker = Worker(concurrency=max(1, options["concurrency"]), grace=options["grace"],
                         db_threads=max(1, options["db_threads"]))
         asyncio.run(self._serve(worker, once=options["once"]))
