@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 
 from runs import admin_views
 from runs.models import Run, RunEvent
@@ -53,9 +54,8 @@ class ReadOnlyAdminMixin:
 
 @admin.register(Run)
 class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["short_id", "status", "org", "thread_link", "persona_id", "model",
-                    "total_input_tokens", "total_output_tokens", "cost", "credits_used",
-                    "duration", "creator", "created_at"]
+    list_display = ["short_id", "status", "org", "thread_link", "persona", "model", "input_tokens",
+                    "output_tokens", "cost", "credits", "duration", "creator", "created_at"]
     list_display_links = ["short_id"]
     list_filter = ["status", "org", "model", "persona_id"]
     list_select_related = ["org", "thread", "created_by"]
@@ -87,7 +87,23 @@ class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="thread", ordering="thread_id")
     def thread_link(self, run: Run) -> str:
         url = reverse("admin:threads_thread_change", args=[run.thread_id])
-        return format_html('<a href="{}" title="{}">{}</a>', url, run.thread_id, str(run.thread)[:40])
+        return format_html('<a href="{}" title="{}">{}</a>', url, run.thread_id, Truncator(str(run.thread)).chars(24))
+
+    @admin.display(description="persona", ordering="persona_id")
+    def persona(self, run: Run) -> str:
+        return run.persona_id
+
+    @admin.display(description="in tokens", ordering="total_input_tokens")
+    def input_tokens(self, run: Run) -> int:
+        return run.total_input_tokens
+
+    @admin.display(description="out tokens", ordering="total_output_tokens")
+    def output_tokens(self, run: Run) -> int:
+        return run.total_output_tokens
+
+    @admin.display(description="credits", ordering="credits_used")
+    def credits(self, run: Run) -> int:
+        return run.credits_used
 
     @admin.display(description="cost", ordering="total_cost_usd")
     def cost(self, run: Run) -> str:

@@ -102,8 +102,8 @@ def _usage_context(period: dict) -> dict:
         "days": days,
         "by_org": usage_by(runs=runs, by="org"),
         "by_model": usage_by(runs=runs, by="model"),
-        "cost_chart": bar_chart(days, value=lambda row: row.cost_usd, label=lambda v: f"${v:,.2f}"),
-        "runs_chart": bar_chart(days, value=lambda row: Decimal(row.runs), label=lambda v: f"{v:,.0f}"),
+        "cost_chart": bar_chart(days, value=lambda row: row.cost_usd, prefix="$", min_places=2),
+        "runs_chart": bar_chart(days, value=lambda row: Decimal(row.runs), whole=True),
     }
 
 
@@ -136,31 +136,42 @@ class Chart:
     ticks: list[Tick]
 
 
-def nice_ceiling(value: Decimal) -> Decimal:
-    """The smallest 1, 2, 2.5 or 5 × 10ⁿ at or above `value`, so gridlines land on round numbers."""
+def nice_step(value: Decimal, *, whole: bool = False) -> Decimal:
+    """The smallest 1, 2, 2.5 or 5 × 10ⁿ at or above `value` (whole numbers only if `whole`), so the
+    gridlines land on round numbers."""
     if value <= 0:
         return Decimal(1)
     exponent = value.adjusted()
     for step in (Decimal(1), Decimal(2), Decimal("2.5"), Decimal(5), Decimal(10)):
         candidate = step.scaleb(exponent)
-        if candidate >= value:
-            return candidate
+        if candidate >= value and not (whole and candidate != candidate.to_integral_value()):
+            return candidate if not whole or candidate >= 1 else Decimal(1)
     return Decimal(10).scaleb(exponent)
 
 
-def bar_chart(rows: list[UsageRow], *, value: Callable[[UsageRow], Decimal],
-              label: Callable[[Decimal], str], width: int = 760, height: int = 240) -> Chart:
-    """Bars for `value(row)` of each day, with four gridlines; coordinates in SVG user units."""
+def step_places(step: Decimal) -> int:
+    """Decimal places needed to print multiples of `step` exactly (0.025 → 3, 5 → 0)."""
+    return max(0, -step.normalize().as_tuple().exponent)
+
+
+def bar_chart(rows: list[UsageRow], *, value: Callable[[UsageRow], Decimal], prefix: str = "",
+              whole: bool = False, min_places: int = 0, width: int = 760, height: int = 240) -> Chart:
+    """Bars for `value(row)` of each day under four round gridlines; coordinates in SVG user units."""
     left, right, top, bottom = 70, width - 10, 10, height - 30
-    top_value = nice_ceiling(max((value(row) for row in rows), default=Decimal(0)))
+    step = nice_step(max((value(row) for row in rows), default=Decimal(0)) / 4, whole=whole)
+    top_value, places = step * 4, max(min_places, step_places(step))
+
+    def label(amount: Decimal) -> str:
+        return f"{prefix}{amount:,.{places}f}"
+
     slot = (right - left) / max(len(rows), 1)
     label_every = max(1, round(len(rows) / 10))
     bars = []
     for index, row in enumerate(rows):
         bar_height = float(value(row) / top_value) * (bottom - top)
         bars.append(Bar(x=left + index * slot + slot * 0.15, y=bottom - bar_height, width=slot * 0.7,
-                        height=bar_height, title=f"{row.key}: {label(value(row))}",
+                        height=bar_height, title=f"{row.key}: {prefix}{value(row):,.{0 if whole else 4}f}",
                         label=row.key[5:] if index % label_every == 0 else ""))
-    ticks = [Tick(y=bottom - (bottom - top) * n / 4, label=label(top_value * n / 4)) for n in range(5)]
+    ticks = [Tick(y=bottom - (bottom - top) * n / 4, label=label(step * n)) for n in range(5)]
     return Chart(width=width, height=height, plot_left=left, plot_bottom=bottom, plot_right=right,
                  bars=bars, ticks=ticks)

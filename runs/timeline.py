@@ -11,7 +11,7 @@ from typing import Any
 
 from runs.models import RunEvent
 
-FOLD_PAYLOAD_CHARS = 300  # payloads longer than this are folded in a <details> element
+FOLD_PAYLOAD_CHARS = 120  # payloads longer than this on one line are shown pretty-printed and folded
 SUMMARY_CHARS = 160
 
 
@@ -71,15 +71,21 @@ def event_summary(*, type: str, data: dict) -> str:
 
 
 def event_item(event: RunEvent) -> dict[str, Any]:
-    """The event as the admin timeline shows it: summary plus the pretty payload, folded when large."""
-    payload = json.dumps(event.data, ensure_ascii=False, indent=2, sort_keys=True)
+    """The event as the admin timeline shows it: the summary, and the payload on one line, or
+    pretty-printed and folded when large. The trace id is left out: every event of a run has the
+    run's, which the run page shows once."""
+    data = {k: v for k, v in event.data.items() if k != "trace_id"} if isinstance(event.data, dict) else event.data
+    payload = json.dumps(data, ensure_ascii=False, sort_keys=True)
+    folded = len(payload) > FOLD_PAYLOAD_CHARS
+    if folded:
+        payload = json.dumps(data, ensure_ascii=False, sort_keys=True, indent=2)
     return {
         "seq": event.seq,
         "type": event.type,
         "created_at": event.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "summary": event_summary(type=event.type, data=event.data),
         "payload": payload,
-        "folded": len(payload) > FOLD_PAYLOAD_CHARS,
+        "folded": folded,
         "terminal": event.type in ("run.completed", "run.failed", "run.cancelled"),
     }
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from runs.events import event_append
 from runs.models import Run, RunEvent
-from tests.console.conftest import make_run, play_run
+from tests.console.builders import make_run, play_run
 from tests.servers import ROOT, subprocess_env
 from threads.models import Message
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from runs.events import event_append
 from runs.models import Run, RunEvent
-from tests.console.conftest import make_run, play_run
+from tests.console.builders import make_run, play_run
 
 CHANGELIST = reverse("admin:runs_run_changelist")
 

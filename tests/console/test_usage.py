@@ -9,9 +9,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from runs.admin_views import nice_ceiling
-from runs.usage import runs_in_period, usage_by, usage_per_day, usage_totals
-from tests.console.conftest import make_run
+from runs.admin_views import bar_chart, nice_step
+from runs.usage import UsageRow, runs_in_period, usage_by, usage_per_day, usage_totals
+from tests.console.builders import make_run
 
 USAGE = reverse("admin:runs_run_usage")
 
@@ -64,7 +64,8 @@ def test_usage_page_defaults_to_the_last_30_days_with_chart_and_tables(staff_cli
     assert '<strong id="usage-cost">$3.2500</strong>' in text
     assert '<strong id="usage-runs">4</strong>' in text and '<strong id="usage-credits">3250</strong>' in text
     assert text.count('<rect class="bar"') == 60  # 30 days × two charts
-    assert f"<title>{period_runs.isoformat()}: $1.25</title>" in text
+    assert f"<title>{period_runs.isoformat()}: $1.2500</title>" in text
+    assert ">$0.50</text>" in text and ">$2.00</text>" in text  # gridlines at round steps of the top day
     assert "<td>globex</td><td class=\"num\">1</td><td class=\"num\">2.0000</td>" in text
     assert "<td>claude-y</td>" in text
     assert reverse("admin:runs_run_usage") in staff_client.get(reverse("admin:runs_run_changelist")).content.decode()
@@ -91,7 +92,17 @@ def test_usage_page_is_for_staff_only(client, alice):
     assert client.get(USAGE).status_code == 302
 
 
-@pytest.mark.parametrize(("value", "ceiling"), [("0", "1"), ("0.37", "0.5"), ("3", "5"), ("21", "25"),
-                                                 ("100", "100"), ("101", "200")])
-def test_chart_scale_rounds_up_to_a_round_number(value, ceiling):
-    assert nice_ceiling(Decimal(value)) == Decimal(ceiling)
+@pytest.mark.parametrize(("value", "whole", "step"), [
+    ("0", False, "1"), ("0.0175", False, "0.02"), ("0.021", False, "0.025"), ("0.3", False, "0.5"),
+    ("0.75", True, "1"), ("2.25", True, "5"), ("21", False, "25"), ("100", False, "100"), ("101", False, "200"),
+])
+def test_chart_steps_are_round_numbers(value, whole, step):
+    assert nice_step(Decimal(value), whole=whole) == Decimal(step)
+
+
+def test_chart_gridlines_of_run_counts_are_whole_numbers():
+    rows = [UsageRow(key="2024-01-01", runs=3), UsageRow(key="2024-01-02", runs=0)]
+    chart = bar_chart(rows, value=lambda row: Decimal(row.runs), whole=True)
+    assert [tick.label for tick in chart.ticks] == ["0", "1", "2", "3", "4"]
+    assert chart.bars[0].height == pytest.approx((chart.plot_bottom - 10) * 3 / 4)
+    assert chart.bars[1].height == 0 and chart.bars[0].title == "2024-01-01: 3"

@@ -49,6 +49,8 @@
   function finish(status) {
     table.dataset.live = "false";
     if (badge) { badge.textContent = status; badge.classList.add("run-live-off"); }
+    const statusField = document.querySelector(".field-status .readonly");
+    if (statusField) statusField.textContent = status.charAt(0).toUpperCase() + status.slice(1);
   }
 
   async function poll() {
