@@ -62,4 +62,7 @@ async def run_events(request: HttpRequest, run_id: str) -> StreamingHttpResponse
         content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
+    # The stream ends at the terminal event: end the connection too (arkloop.connection_close),
+    # so clients that read until EOF finish, and no idle keep-alive socket lingers.
+    response["Connection"] = "close"
     return response
