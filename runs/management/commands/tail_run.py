@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 import uuid
 
@@ -42,6 +44,8 @@ class Command(BaseCommand):
             self.follow(run, after_seq=after_seq, follow=not no_follow, interval=interval)
         except KeyboardInterrupt:
             self.stderr.write("stopped")
+        except BrokenPipeError:  # the reader went away (`tail_run … | head`): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
     def access_run(self, run_id: str) -> Run:
         try:
