@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from runs.models import RunEvent
+from runs.stream.sse import rfc3339
 
 FOLD_PAYLOAD_CHARS = 120  # payloads longer than this on one line are shown pretty-printed and folded
 SUMMARY_CHARS = 160
@@ -82,22 +83,11 @@ def event_item(event: RunEvent) -> dict[str, Any]:
     return {
         "seq": event.seq,
         "type": event.type,
-        "created_at": event.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "created_at": rfc3339(event.created_at),
         "summary": event_summary(type=event.type, data=event.data),
         "payload": payload,
         "folded": folded,
         "terminal": event.type in ("run.completed", "run.failed", "run.cancelled"),
-    }
-
-
-def stream_item(event: RunEvent) -> dict[str, Any]:
-    """The event as the SSE stream sends it: `{"seq","type","data","created_at","run_id"}`."""
-    return {
-        "seq": event.seq,
-        "type": event.type,
-        "data": event.data,
-        "created_at": event.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "run_id": str(event.run_id),
     }
 
 

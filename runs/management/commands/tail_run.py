@@ -1,7 +1,6 @@
 """`manage.py tail_run RUN_ID`: print a run's events as the SSE stream sends them, following it live."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -10,8 +9,9 @@ import uuid
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
-from runs.models import TERMINAL_EVENT_STATUS, TERMINAL_STATUSES, Run
-from runs.timeline import event_summary, events_after, stream_item
+from runs.models import TERMINAL_EVENT_STATUS, TERMINAL_STATUSES, Run, RunEvent
+from runs.stream.sse import render_frame, rfc3339
+from runs.timeline import event_summary, events_after
 
 POLL_SECONDS = 0.25
 
@@ -75,12 +75,12 @@ class Command(BaseCommand):
                 close_old_connections()
                 time.sleep(interval)
 
-    def print_event(self, event) -> None:
+    def print_event(self, event: RunEvent) -> None:
         if self.output_format == "text":
-            item = stream_item(event)
-            self.stdout.write(f"{event.seq:>5}  {item['created_at']}  {event.type:<22} "
+            self.stdout.write(f"{event.seq:>5}  {rfc3339(event.created_at)}  {event.type:<22} "
                               f"{event_summary(type=event.type, data=event.data)}")
-        else:
-            data = json.dumps(stream_item(event), ensure_ascii=False, separators=(",", ":"))
-            self.stdout.write(f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n", ending="")
+        else:  # the very bytes the SSE endpoint sends for this event
+            frame = render_frame(run_id=str(event.run_id), seq=event.seq, type=event.type, data=event.data,
+                                 created_at=event.created_at)
+            self.stdout.write(frame.body.decode(), ending="")
         self.stdout.flush()
