@@ -48,10 +48,12 @@ def _lock_org(*, org_id: object) -> None:
 
 
 def _run_insert(**fields) -> Run:
-    """Insert the run; the partial unique index "one active run per thread" has the last word."""
+    """Insert the run; the partial unique index "one active run per thread" has the last word.
+
+    No savepoint: after a violation the caller's transaction is only ever rolled back.
+    """
     try:
-        with transaction.atomic():
-            return Run.objects.create(**fields)
+        return Run.objects.create(**fields)
     except IntegrityError:
         raise _thread_busy() from None
 

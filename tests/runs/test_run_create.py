@@ -1,5 +1,6 @@
 """POST /v1/threads/{id}/runs (SPEC §4): the run and its run.started event, persona/route, limits."""
 import pytest
+from django.db import IntegrityError, transaction
 
 from personas.models import Persona
 from runs.models import Run, RunEvent, RunStatus
@@ -110,3 +111,10 @@ def test_the_thread_shows_its_active_run(alice):
     thread_id = thread_with_question(alice)
     run_id = start_run(alice, thread_id)
     assert alice.client.get(f"/v1/threads/{thread_id}").json()["active_run_id"] == run_id
+
+
+def test_the_database_itself_refuses_a_second_active_run_on_a_thread(alice):
+    run = Run.objects.get(pk=start_run(alice, thread_with_question(alice)))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Run.objects.create(org=run.org, thread=run.thread, created_by=run.created_by, trace_id="0" * 32,
+                           status=RunStatus.WAITING_FOR_INPUT)
