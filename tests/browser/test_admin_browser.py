@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from django.utils import timezone
 
 from runs.events import event_append
 from tests.browser.story import build_story
-from tests.servers import ROOT
+from tests.servers import ROOT, DaphneServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -62,6 +63,13 @@ def browser(tmp_path_factory):
         driver.quit()
 
 
+@pytest.fixture(scope="module")
+def console_server(database_url):
+    """Daphne with DEBUG on, so it serves the admin's static files (as under `make run`)."""
+    with DaphneServer(database_url=database_url, DEBUG="true") as server:
+        yield server
+
+
 @pytest.fixture
 def screenshots(tmp_path) -> Path:
     folder = os.environ.get("ARKLOOP_SCREENSHOTS_DIR")
@@ -100,23 +108,24 @@ def save_full_page(driver, path: Path) -> None:
     driver.set_window_size(1400, 1000)
 
 
-def test_staff_console_in_a_browser(transactional_db, live_server, browser, screenshots):
+def test_staff_console_in_a_browser(transactional_db, console_server, browser, screenshots):
     from selenium.webdriver.common.by import By
 
     story = build_story()
-    log_in(browser, live_server.url, username=story.staff_username, password=story.staff_password)
+    log_in(browser, console_server.url, username=story.staff_username, password=story.staff_password)
 
     # The runs list: every run, with the totals of the whole list above it.
-    browser.get(f"{live_server.url}/admin/runs/run/")
+    browser.get(f"{console_server.url}/admin/runs/run/")
     assert text_of(browser, "#total-cost") == f"${story.total_cost:.4f}"
     assert text_of(browser, "#total-credits") == str(story.total_credits)
     assert text_of(browser, "#total-input") == str(story.total_input_tokens)
     assert len(browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")) == story.run_count
-    assert "rgb(255, 255, 255)" != browser.find_element(By.ID, "header").value_of_css_property("background-color")
+    header = browser.find_element(By.ID, "header").value_of_css_property("background-color")
+    assert header != "rgba(0, 0, 0, 0)", "the admin's CSS was not served"
     browser.save_screenshot(str(screenshots / "runs-list.png"))
 
     # A live run's page: the timeline follows events appended after the page loaded.
-    browser.get(f"{live_server.url}/admin/runs/run/{story.live_run.pk}/change/")
+    browser.get(f"{console_server.url}/admin/runs/run/{story.live_run.pk}/change/")
     assert "live" in text_of(browser, "#run-live")
     with transaction.atomic():
         for word in ("Forty", "two,", "as", "computed."):
@@ -125,7 +134,9 @@ def test_staff_console_in_a_browser(transactional_db, live_server, browser, scre
     wait_for(browser, lambda d: "Forty two, as computed." in text_of(d, "#run-reply"), "reply did not follow")
     event_append(run_id=story.live_run.pk, type="run.completed",
                  data={"usage": {"input_tokens": 310, "output_tokens": 42, "cached_input_tokens": 0},
-                       "total_cost_usd": "0.0012", "credits_used": 2, "message_id": None})
+                       "total_cost_usd": "0.0012", "credits_used": 2, "message_id": None},
+                 fields={"total_input_tokens": 310, "total_output_tokens": 42,
+                         "total_cost_usd": Decimal("0.0012"), "credits_used": 2})
     wait_for(browser, lambda d: text_of(d, "#run-live") == "completed", "timeline did not see the end")
     assert text_of(browser, ".field-status .readonly") == "Completed"
     rows = browser.find_elements(By.CSS_SELECTOR, "#run-timeline tbody tr.event")
@@ -135,7 +146,7 @@ def test_staff_console_in_a_browser(transactional_db, live_server, browser, scre
     save_full_page(browser, screenshots / "run-page.png")
 
     # The usage page: the chart's bars and the numbers beside it.
-    browser.get(f"{live_server.url}/admin/runs/run/usage/")
+    browser.get(f"{console_server.url}/admin/runs/run/usage/")
     assert text_of(browser, "#usage-cost") == f"${story.total_cost:.4f}"
     assert text_of(browser, "#usage-runs") == str(story.run_count)
     assert len(browser.find_elements(By.CSS_SELECTOR, "#chart-cost rect.bar")) == 30
