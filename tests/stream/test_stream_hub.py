@@ -1,0 +1,154 @@
+"""The hub and the stream's inside, driven in-process through the real ASGI application."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from django.db import connection
+
+from runs.models import Run
+from runs.stream import follow, hub
+from runs.stream.hub import RESYNC, Subscription, get_hub
+from runs.stream.sse import Frame
+from tests.stream.asgi_client import AsgiStream
+from tests.stream.conftest import append_deltas, finish, make_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def asgi_app():
+    from arkloop.asgi import application
+
+    return application
+
+
+def stream_of(run: Run, actor, query: str = "") -> AsgiStream:
+    return AsgiStream(asgi_app(), f"/v1/runs/{run.id}/events", query, actor.auth)
+
+
+async def append_in_thread(run: Run, count: int, *, terminal: bool = True) -> None:
+    def write() -> None:
+        try:
+            append_deltas(run, count)
+            if terminal:
+                finish(run)
+        finally:
+            connection.close()
+    await asyncio.to_thread(write)
+
+
+def ids_of(body: bytes) -> list[int]:
+    return [int(line[4:]) for line in body.split(b"\n") if line.startswith(b"id: ")]
+
+
+def test_disconnected_clients_leave_no_subscription_or_task_behind(alice):
+    run = make_run(alice)
+
+    async def scenario() -> None:
+        streams = [await stream_of(run, alice).open() for _ in range(3)]
+        for stream in streams:
+            await stream.read_until(b"event: run.started")
+        assert get_hub().stats().subscribers == 3
+        for stream in streams:
+            await stream.hang_up()
+        stats = get_hub().stats()
+        assert (stats.subscribers, stats.runs, stats.readers) == (0, 0, 0)
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_that_ends_with_the_terminal_event_unsubscribes(alice):
+    run = make_run(alice)
+
+    async def scenario() -> None:
+        stream = await stream_of(run, alice).open()
+        await stream.read_until(b"event: run.started")
+        await append_in_thread(run, 2)
+        body = await stream.read_until(b"event: run.completed")
+        await asyncio.wait_for(stream.task, 20)
+        assert ids_of(body) == [1, 2, 3, 4]
+        assert get_hub().stats().subscribers == 0
+
+    asyncio.run(scenario())
+
+
+def test_an_idle_follower_is_pinged_without_touching_the_database(alice, settings, monkeypatch):
+    settings.ARKLOOP_SSE_HEARTBEAT_SECONDS = 0.05
+    run = make_run(alice)
+    calls = []
+    real_db_call = follow.db_call
+
+    async def counting_db_call(fn, /, **kwargs):
+        calls.append(fn.__name__)
+        return await real_db_call(fn, **kwargs)
+
+    monkeypatch.setattr(follow, "db_call", counting_db_call)
+
+    async def read_pings(stream: AsgiStream, count: int) -> None:
+        while stream.body.count(b": ping\n\n") < count:
+            await stream.read_chunk()
+
+    async def scenario() -> tuple[int, int]:
+        stream = await stream_of(run, alice).open()
+        await stream.read_until(b"event: run.started")
+        await read_pings(stream, 3)  # by now the replay (and the first LISTEN's resync) are done
+        settled = len(calls)
+        await read_pings(stream, 10)
+        await stream.hang_up()
+        return settled, len(calls)
+
+    settled, final = asyncio.run(scenario())
+    assert calls[0] == "events_after" and final == settled  # no query per heartbeat
+
+
+def test_a_follower_whose_queue_overflows_catches_up_from_the_log(alice, monkeypatch):
+    monkeypatch.setattr(hub, "QUEUE_SIZE", 2)
+    run = make_run(alice)
+
+    async def scenario() -> bytes:
+        stream = await stream_of(run, alice).open()
+        await stream.read_until(b"event: run.started")
+        await append_in_thread(run, 60)
+        body = await stream.read_until(b"event: run.completed")
+        await asyncio.wait_for(stream.task, 20)
+        return body
+
+    assert ids_of(asyncio.run(scenario())) == list(range(1, 63))
+
+
+def test_an_overflowing_queue_is_replaced_by_one_resync(monkeypatch):
+    monkeypatch.setattr(hub, "QUEUE_SIZE", 3)
+    subscription = Subscription(run_id="r")
+    for seq in range(1, 5):
+        subscription.deliver(Frame(seq=seq, terminal=False, body=b""))
+    assert subscription.queue.qsize() == 1 and subscription.queue.get_nowait() is RESYNC
+
+
+def test_resync_reaches_every_subscriber():
+    async def scenario() -> None:
+        the_hub = hub.Hub()
+        first, second = the_hub.subscribe("a"), the_hub.subscribe("b")
+        the_hub.resync_all()
+        assert first.queue.get_nowait() is RESYNC and second.queue.get_nowait() is RESYNC
+        for subscription in (first, second):
+            the_hub.unsubscribe(subscription)
+        assert the_hub.stats().subscribers == 0
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_threads_do_not_share_the_hub():
+    hubs = []
+
+    def in_own_loop() -> None:
+        async def grab() -> None:
+            hubs.append(get_hub())
+        asyncio.run(grab())
+
+    threads = [threading.Thread(target=in_own_loop) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert hubs[0] is not hubs[1]
