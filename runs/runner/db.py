@@ -33,7 +33,14 @@ def _guarded(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 class Db:
     def __init__(self, threads: int = DEFAULT_THREADS) -> None:
         self.threads = threads
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="arkloop-db")
+        self._started = 0  # pool threads are created on demand and live until shutdown
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="arkloop-db",
+                                        initializer=self._thread_started)
+
+    def _thread_started(self) -> None:
+        with self._lock:
+            self._started += 1
 
     async def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run `fn(*args, **kwargs)` (sync, may use the ORM) on a pool thread."""
@@ -42,7 +49,11 @@ class Db:
 
     def close(self) -> None:
         """Close every pool thread's connection, then the pool (a barrier puts one task on each thread)."""
-        barrier = threading.Barrier(self.threads)
+        started = self._started
+        if not started:
+            self._pool.shutdown(wait=True)
+            return
+        barrier = threading.Barrier(started)
 
         def close_here() -> None:
             try:
@@ -51,6 +62,6 @@ class Db:
                 pass
             connection.close()
 
-        for future in [self._pool.submit(close_here) for _ in range(self.threads)]:
+        for future in [self._pool.submit(close_here) for _ in range(started)]:
             future.result()
         self._pool.shutdown(wait=True)
