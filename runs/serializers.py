@@ -1,10 +1,13 @@
 """Shapes of runs (SPEC §4): request bodies and the run object."""
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from rest_framework import serializers
 
 from arkloop.api import StrictSerializer, utf8_bytes_validator
-from runs.models import Run
+from runs.models import Run, RunStatus
 
 MAX_INPUT_BYTES = 32768
 
@@ -42,51 +45,54 @@ class OkSerializer(serializers.Serializer):
     ok = serializers.BooleanField(default=True)
 
 
-class RunSerializer(serializers.ModelSerializer):
-    """The run object. Expects `created_by` selected with the run (runs.selectors does)."""
+def _timestamp(value: datetime | None) -> str | None:
+    """RFC 3339 UTC with microseconds and `Z`, as REST_FRAMEWORK["DATETIME_FORMAT"] renders it."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value is not None else None
 
-    run_id = serializers.CharField(source="pk")
-    org_id = serializers.CharField()
-    thread_id = serializers.CharField()
-    persona_id = serializers.SerializerMethodField()
-    route_id = serializers.SerializerMethodField()
-    model = serializers.SerializerMethodField()
-    retry_of = serializers.SerializerMethodField()
-    total_cost_usd = serializers.SerializerMethodField()
+
+class RunSerializer(serializers.Serializer):
+    """The run object. Expects `created_by` selected with the run (runs.selectors does).
+
+    The fields declare the shape (for the OpenAPI schema); `to_representation` builds it directly,
+    because DRF's per-field machinery was most of the time of a 200-run page.
+    """
+
+    run_id = serializers.UUIDField()
+    org_id = serializers.UUIDField()
+    thread_id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=RunStatus.choices)
+    persona_id = serializers.CharField(allow_null=True, help_text="key@version")
+    route_id = serializers.CharField(allow_null=True)
+    model = serializers.CharField(allow_null=True)
+    retry_of = serializers.UUIDField(allow_null=True)
+    total_input_tokens = serializers.IntegerField()
+    total_output_tokens = serializers.IntegerField()
+    total_cost_usd = serializers.FloatField()
     duration_ms = serializers.IntegerField(allow_null=True)
     cache_hit_rate = serializers.FloatField(allow_null=True)
-    error_class = serializers.SerializerMethodField()
-    created_by_user_id = serializers.CharField(source="created_by_id")
-    created_by_user_name = serializers.SerializerMethodField()
-    created_by_email = serializers.CharField(source="created_by.email")
+    credits_used = serializers.IntegerField()
+    error_class = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    completed_at = serializers.DateTimeField(allow_null=True)
+    failed_at = serializers.DateTimeField(allow_null=True)
+    cancelled_at = serializers.DateTimeField(allow_null=True)
+    created_by_user_id = serializers.UUIDField()
+    created_by_user_name = serializers.CharField()
+    created_by_email = serializers.EmailField()
+    trace_id = serializers.CharField()
 
-    class Meta:
-        model = Run
-        fields = ["run_id", "org_id", "thread_id", "status", "persona_id", "route_id", "model", "retry_of",
-                  "total_input_tokens", "total_output_tokens", "total_cost_usd", "duration_ms",
-                  "cache_hit_rate", "credits_used", "error_class", "created_at", "completed_at", "failed_at",
-                  "cancelled_at", "created_by_user_id", "created_by_user_name", "created_by_email", "trace_id"]
-        read_only_fields = fields
-
-    def get_persona_id(self, run: Run) -> str | None:
-        return run.persona_id or None
-
-    def get_route_id(self, run: Run) -> str | None:
-        return run.route_id or None
-
-    def get_model(self, run: Run) -> str | None:
-        return run.model or None
-
-    def get_retry_of(self, run: Run) -> str | None:
-        return str(run.retry_of_id) if run.retry_of_id else None
-
-    def get_total_cost_usd(self, run: Run) -> float:
-        return float(run.total_cost_usd)
-
-    def get_error_class(self, run: Run) -> str | None:
-        return run.error_class or None
-
-    def get_created_by_user_name(self, run: Run) -> str:
+    def to_representation(self, run: Run) -> dict[str, Any]:
         user = run.created_by
-        return user.get_full_name() or user.get_username()
-
+        return {
+            "run_id": str(run.pk), "org_id": str(run.org_id), "thread_id": str(run.thread_id),
+            "status": run.status, "persona_id": run.persona_id or None, "route_id": run.route_id or None,
+            "model": run.model or None, "retry_of": str(run.retry_of_id) if run.retry_of_id else None,
+            "total_input_tokens": run.total_input_tokens, "total_output_tokens": run.total_output_tokens,
+            "total_cost_usd": float(run.total_cost_usd), "duration_ms": run.duration_ms,
+            "cache_hit_rate": run.cache_hit_rate, "credits_used": run.credits_used,
+            "error_class": run.error_class or None, "created_at": _timestamp(run.created_at),
+            "completed_at": _timestamp(run.completed_at), "failed_at": _timestamp(run.failed_at),
+            "cancelled_at": _timestamp(run.cancelled_at), "created_by_user_id": str(run.created_by_id),
+            "created_by_user_name": user.get_full_name() or user.get_username(),
+            "created_by_email": user.email, "trace_id": run.trace_id,
+        }
