@@ -9,12 +9,20 @@ from django.db import connection
 
 from runs.models import Run
 from runs.stream import follow, hub
+from runs.stream.db import close_connections
 from runs.stream.hub import RESYNC, Subscription, get_hub
 from runs.stream.sse import Frame
 from tests.stream.asgi_client import AsgiStream
 from tests.stream.conftest import append_deltas, finish, make_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _close_stream_db_workers():
+    """The stream's DB workers keep connections open; close them so the test database can go."""
+    yield
+    close_connections()
 
 
 def asgi_app():
