@@ -202,12 +202,12 @@ def summarize(name: str, followers: list[Follower], run_ids: list[str], events_p
         deliveries += len(follower.seqs)
         complete += follower.seqs == wanted and follower.closed
         stamps = commits[follower.run_id]
-        latencies += [(at - stamps[seq]) * 1000 for seq, at in zip(follower.seqs, follower.received_at)
+        latencies += [(at - stamps[seq]) * 1000 for seq, at in zip(follower.seqs, follower.received_at, strict=True)
                       if seq in stamps]
     if os.environ.get("BENCH_STREAM_DEBUG"):
         t0 = min(t for stamps in commits.values() for t in stamps.values())
         worst = sorted(((at - commits[f.run_id][seq]) * 1000, round(commits[f.run_id][seq] - t0, 3), seq)
-                       for f in followers for seq, at in zip(f.seqs, f.received_at))[-15:]
+                       for f in followers for seq, at in zip(f.seqs, f.received_at, strict=True))[-15:]
         log(f"[{name}] worst (ms, commit offset s, seq): {worst}")
     return Result(name=name, followers=len(followers), runs=len(run_ids), events=len(run_ids) * len(wanted),
                   rss_per_stream_kb=rss_per_stream_kb, idle_sessions=idle[0], idle_xacts=idle[1],
@@ -305,7 +305,8 @@ def report(results: list[Result]) -> str:
         "",
         "`complete streams`: every event after the cursor exactly once, in order, then closed by the server. "
         "`idle DB sessions / transactions`: what PostgreSQL counted for the database during the idle window "
-        "(transactions include the probe's own two or three statements); `DB connections while idle`: the hub's LISTEN connection plus the stream DB workers' (at most 4), whatever the number of streams.",
+        "(transactions include the probe's own two or three statements); `DB connections while idle`: the hub's "
+        "LISTEN connection plus the stream DB workers' (at most 4), whatever the number of streams.",
         *([f"\nClient errors (first few): {errors}"] if errors else []),
     ])
 
