@@ -9,6 +9,7 @@ commits (see `runs.notify`).
 """
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from typing import Any
@@ -92,17 +93,32 @@ def event_append_batch(items: list[tuple[Any, int, str, dict]]) -> dict[str, str
         wanted[key] = (attempt, grouped[key])
     with transaction.atomic():
         allocated = _allocate_seqs(wanted)
-        events, appended = [], []
+        rows = []
         for run_id, (last_seq, trace_id) in allocated.items():
             batch = wanted[run_id][1]
-            for offset, (type, data) in enumerate(batch):
-                seq = last_seq - len(batch) + 1 + offset
-                events.append(RunEvent(run_id=run_id, seq=seq, type=type, data={**data, "trace_id": trace_id}))
-                appended.append((run_id, seq, type))
-        RunEvent.objects.bulk_create(events)
-        notify.events_appended(appended)
+            first = last_seq - len(batch) + 1
+            rows += [(run_id, first + offset, type, {**data, "trace_id": trace_id})
+                     for offset, (type, data) in enumerate(batch)]
+        _insert_events(rows)
+        notify.events_appended([(run_id, seq, type) for run_id, seq, type, _ in rows])
         refused = {run_id: _why_rejected(run_id, wanted[run_id][0]) for run_id in wanted if run_id not in allocated}
     return refused
+
+
+def _insert_events(rows: list[tuple[str, int, str, dict]]) -> None:
+    """Insert `(run_id, seq, type, data)` rows: on PostgreSQL one INSERT from arrays (cheap per row)."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        RunEvent.objects.bulk_create([RunEvent(run_id=r, seq=q, type=t, data=d) for r, q, t, d in rows])
+        return
+    columns = list(zip(*rows, strict=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {RunEvent._meta.db_table} (run_id, seq, type, data, created_at) "
+            "SELECT r, q, t, d, %s FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::jsonb[]) AS x(r, q, t, d)",
+            [timezone.now(), list(columns[0]), list(columns[1]), list(columns[2]),
+             [json.dumps(d) for d in columns[3]]])
 
 
 def _allocate_seqs(wanted: dict[str, tuple[int, list]]) -> dict[str, tuple[int, str]]:

@@ -95,3 +95,8 @@ def _conversation(run: Run) -> list[Entry]:
     messages = (Message.objects.filter(thread_id=run.thread_id, hidden_at__isnull=True, created_at__lte=run.created_at)
                 .exclude(run_id=run.pk).order_by("created_at", "id").values_list("role", "content"))
     return [Entry(role=role, content=content) for role, content in messages]
+
+
+def route_selected_data(route: Route) -> dict[str, str]:
+    """The data of `run.route.selected`."""
+    return {"route_id": route.pk, "provider": route.provider, "model": route.model}

@@ -16,11 +16,14 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from personas.models import Route
+from runs.events import event_append
 from runs.models import Run, RunStatus
+from runs.runner.context import route_selected_data
 from runs.runner.loop import Claim
 
 RUNNABLE_STATUSES = (RunStatus.RUNNING, RunStatus.CANCELLING)
-_COLUMNS = ("id", "attempt", "lease_owner", "status")
+_COLUMNS = ("id", "attempt", "lease_owner", "status", "last_seq", "route_id")
 
 
 def _runnable(now: Any) -> Q:
@@ -45,18 +48,34 @@ def _claim_skip_locked(owner: str, limit: int, now: Any, expires: Any) -> list[C
         if rows:
             Run.objects.filter(pk__in=[row[0] for row in rows]).update(
                 attempt=F("attempt") + 1, lease_owner=owner, lease_expires_at=expires)
-    return [Claim(str(pk), attempt + 1, status, previous) for pk, attempt, previous, status in rows]
+        claims = [Claim(str(pk), attempt + 1, status, previous) for pk, attempt, previous, status, *_ in rows]
+        _announce_routes(rows)
+    return claims
 
 
 def _claim_conditional(owner: str, limit: int, now: Any, expires: Any) -> list[Claim]:
     rows = list(Run.objects.filter(_runnable(now)).order_by("created_at").values_list(*_COLUMNS)[:limit])
-    claims = []
-    for pk, attempt, previous, status in rows:
+    claims, won = [], []
+    for row in rows:
+        pk, attempt, previous, status, *_ = row
         changed = Run.objects.filter(_runnable(now), pk=pk, attempt=attempt).update(
             attempt=attempt + 1, lease_owner=owner, lease_expires_at=expires)
         if changed == 1:  # another runner did not get there first
             claims.append(Claim(str(pk), attempt + 1, status, previous))
+            won.append(row)
+    _announce_routes(won)
     return claims
+
+
+def _announce_routes(rows: list[tuple]) -> None:
+    """`run.route.selected` for fresh runs right at the claim: the first thing a client sees, sooner."""
+    fresh = [(pk, attempt + 1, route_id) for pk, attempt, _, status, last_seq, route_id in rows
+             if last_seq == 1 and status == RunStatus.RUNNING and route_id]
+    routes = {route.pk: route for route in Route.objects.filter(pk__in={route_id for *_, route_id in fresh})}
+    for pk, attempt, route_id in fresh:
+        if route_id in routes:
+            event_append(run_id=pk, type="run.route.selected", data=route_selected_data(routes[route_id]),
+                         attempt=attempt, fields={"model": routes[route_id].model})
 
 
 def leases_renew(*, owner: str, held: dict[str, int], lease_seconds: float) -> list[str]:

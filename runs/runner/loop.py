@@ -21,7 +21,7 @@ from personas.models import Route
 from runs.events import event_append
 from runs.models import RunStatus
 from runs.runner import costs
-from runs.runner.context import RunContext, context_load
+from runs.runner.context import RunContext, context_load, route_selected_data
 from runs.runner.db import Db
 from runs.runner.providers.base import Entry, ProviderError, TextDelta, ToolCall, TurnRequest
 from runs.runner.retry import TurnCaller, TurnOutput
@@ -143,8 +143,8 @@ class AgentLoop:
         await self._append("run.llm.retry", data)
 
     async def _route_selected(self, route: Route) -> None:
-        data = {"route_id": route.pk, "provider": route.provider, "model": route.model}
-        await self._append("run.route.selected", data, fields={"route_id": route.pk, "model": route.model})
+        await self._append("run.route.selected", route_selected_data(route),
+                           fields={"route_id": route.pk, "model": route.model})
         self.ctx.log.route_id = route.pk
 
     async def _commit_turn(self, output: TurnOutput) -> Turn:

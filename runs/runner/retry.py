@@ -30,11 +30,11 @@ class TurnOutput:
 
 
 def max_attempts() -> int:
-    return max(1, int(getattr(settings, "ARKLOOP_LLM_MAX_ATTEMPTS", 3)))
+    return max(1, settings.ARKLOOP_LLM_MAX_ATTEMPTS)
 
 
 def backoff_ms(failed_attempt: int) -> int:
-    return int(getattr(settings, "ARKLOOP_LLM_RETRY_BASE_MS", 200)) * 2 ** (failed_attempt - 1)
+    return settings.ARKLOOP_LLM_RETRY_BASE_MS * 2 ** (failed_attempt - 1)
 
 
 class TurnCaller:

@@ -56,8 +56,11 @@ class Worker:
     async def run(self, *, once: bool = False) -> None:
         """Work until `stop()` (SIGTERM); with `once`, until nothing is runnable and nothing is active."""
         self._wake = asyncio.Event()
-        self.db = Db(self.db_threads)
-        self.writer = EventWriter(self.db, on_rejected=self._on_rejected)
+        # Event writes get a connection of their own, so deltas never queue behind claims and
+        # context loads (200 runs claimed at once mean ~1,000 queries); the rest share the others.
+        self.db = Db(max(1, self.db_threads - 1))
+        self.write_db = Db(1)
+        self.writer = EventWriter(self.write_db, on_rejected=self._on_rejected)
         background = [asyncio.create_task(self.writer.run_forever()), asyncio.create_task(self._renew_forever())]
         if self.postgres:
             background.append(asyncio.create_task(listen_work(on_notify=self._on_notify, on_connect=self.wake)))
@@ -109,6 +112,7 @@ class Worker:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(None, self.db.close)
+        await asyncio.get_running_loop().run_in_executor(None, self.write_db.close)
         log.info("runner %s stopped", self.owner)
 
     # --- passes -----------------------------------------------------------------------------------

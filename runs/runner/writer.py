@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,8 @@ class EventWriter:
         self._ready = asyncio.Event()
         self.batches = 0
         self.events = 0
+        # Seconds from an event's creation to its commit (recent ones), for `make bench`.
+        self.lags: deque[float] = deque(maxlen=200_000)
 
     def append(self, run_id: str, attempt: int, type: str, data: dict[str, Any], *,
                mergeable: bool = False) -> asyncio.Future:
@@ -110,6 +113,8 @@ class EventWriter:
             error = None
         self.batches += 1
         self.events += len(batch)
+        committed = time.monotonic()
+        self.lags.extend(committed - item.created for item in batch)
         self._settle(batch, refused, error)
 
     def _settle(self, batch: list[_Pending], refused: dict[str, str], error: Exception | None) -> None:
