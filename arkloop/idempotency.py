@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
@@ -30,6 +30,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from arkloop.authentication import principal_from_header
 from arkloop.errors import ApiError, BodyTooLarge, Conflict, ValidationFailed, error_response
+from arkloop.middleware import HybridMiddleware
 from arkloop.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
@@ -143,17 +144,8 @@ def _principal_ident(request: HttpRequest) -> str | None:
         return None
 
 
-class IdempotencyMiddleware:
+class IdempotencyMiddleware(HybridMiddleware):
     """Applies `Idempotency-Key` to POSTs under /v1; everything else passes straight through."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest):
         if self.is_async:

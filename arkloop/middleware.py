@@ -21,7 +21,9 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/v1/") or request.path == "/v1"
 
 
-class _HybridMiddleware:
+class HybridMiddleware:
+    """A middleware Django can call sync or async; subclasses fill in `before` and `after`."""
+
     sync_capable = True
     async_capable = True
 
@@ -55,7 +57,7 @@ class _HybridMiddleware:
         return response
 
 
-class TraceIdMiddleware(_HybridMiddleware):
+class TraceIdMiddleware(HybridMiddleware):
     """Gives each request a trace id (request.trace_id) and every response an X-Trace-Id."""
 
     def before(self, request: HttpRequest) -> None:
@@ -68,7 +70,7 @@ class TraceIdMiddleware(_HybridMiddleware):
         return response
 
 
-class ApiErrorMiddleware(_HybridMiddleware):
+class ApiErrorMiddleware(HybridMiddleware):
     """Under /v1: 413 for bodies over ARKLOOP_MAX_BODY_BYTES, and the envelope for any crash."""
 
     def before(self, request: HttpRequest) -> HttpResponse | None:
