@@ -25,7 +25,8 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
+
+from benchmarks.support import log, run_in_own_database
 
 TITLE = "Runner: wake-up latency, 200 concurrent streaming runs, cancel latency"
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,31 +38,11 @@ CANCEL_RUNS = 20
 
 
 def run(database_url: str) -> str:
-    if not database_url.startswith("postgres"):
-        return "Skipped: needs PostgreSQL (`make bench` provides one)."
-    import psycopg
-
-    name = "bench_runner"
-    own_url = urlunparse(urlparse(database_url)._replace(path=f"/{name}"))
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        env = {**os.environ, "DATABASE_URL": own_url, "DJANGO_SETTINGS_MODULE": "arkloop.settings",
-               "ARKLOOP_MAX_CONCURRENT_RUNS_PER_ORG": "0", "LOG_LEVEL": "WARNING"}
-        done = subprocess.run([sys.executable, "-m", "benchmarks.bench_runner", "--worker"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, check=True, text=True)
-        return done.stdout.split("<<<bench>>>\n", 1)[-1]
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    return run_in_own_database(database_url, module="benchmarks.bench_runner",
+                               ARKLOOP_MAX_CONCURRENT_RUNS_PER_ORG="0", LOG_LEVEL="WARNING")
 
 
 # ---------------------------------------------------------------- the worker (own database)
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
 
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)

@@ -23,7 +23,8 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
+
+from benchmarks.support import log, run_in_own_database
 
 TITLE = "Runs API: list pages over 1,000,000 runs, query plans, creation rate"
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,30 +37,10 @@ CREATES = 2_000
 
 
 def run(database_url: str) -> str:
-    if not database_url.startswith("postgres"):
-        return "Skipped: needs PostgreSQL (`make bench` provides one)."
-    import psycopg
-
-    name = "bench_runs_api"
-    own_url = urlunparse(urlparse(database_url)._replace(path=f"/{name}"))
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        env = {**os.environ, "DATABASE_URL": own_url, "DJANGO_SETTINGS_MODULE": "arkloop.settings"}
-        done = subprocess.run([sys.executable, "-m", "benchmarks.bench_runs_api", "--worker"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, check=True, text=True)
-        return done.stdout.split("<<<bench>>>\n", 1)[-1]
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    return run_in_own_database(database_url, module="benchmarks.bench_runs_api")
 
 
 # ---------------------------------------------------------------- the worker (own database)
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
 
 def percentiles(samples_ms: list[float]) -> str:
     ordered = sorted(samples_ms)
