@@ -6,13 +6,20 @@ PORT ?= 8000
 
 .PHONY: run test test-sqlite test-postgres bench soak lint
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+
+# What the service needs (make run), and on top of it what the tests and benchmarks need.
+$(VENV)/.installed-run: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PIP) -r requirements.txt
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.installed-run requirements-dev.txt
+	$(PIP) -r requirements-dev.txt
 	touch $@
 
 # Start the service (Daphne + runner) on SQLite with the stub provider, printing a key and a curl line.
-run: $(VENV)/.installed
+run: $(VENV)/.installed-run
 	PORT=$(PORT) bash scripts/run.sh
 
 # The whole suite on SQLite, then on a throwaway PostgreSQL cluster.
