@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import display_for_field, lookup_field
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -23,6 +24,11 @@ from runs.timeline import assembled_reply, event_item, events_after
 from runs.usage import usage_totals
 
 TIMELINE_PAGE_EVENTS = 1000  # the run page renders this many events; the live feed fetches more
+# The run page's fields that change while a run executes; the live feed sends them as the page shows
+# them, so the status, usage and times on the page follow the run as its timeline does.
+LIVE_FIELDS = ("status", "error_class", "total_input_tokens", "total_output_tokens", "total_cached_input_tokens",
+               "cache_hit_rate", "total_cost_usd", "credits_used", "duration", "completed_at", "failed_at",
+               "cancelled_at", "last_seq", "attempt", "lease_owner", "lease_expires_at", "waiting_since")
 
 
 def format_duration(ms: int | None) -> str:
@@ -183,8 +189,19 @@ class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "reply": assembled_reply(events),
             "run_is_live": not run.is_terminal,
             "run_status": run.status,
+            "run_title": str(run),
             "timeline_feed_url": reverse("admin:runs_run_timeline", args=[run.pk]),
         }
+
+    def live_fields(self, run: Run) -> dict[str, str]:
+        """The LIVE_FIELDS of `run` as plain text, rendered as the run page's read-only fields are."""
+        empty = self.get_empty_value_display()
+        texts = {}
+        for name in LIVE_FIELDS:
+            field, _, value = lookup_field(name, run, self)
+            text = display_for_field(value, field, empty) if field is not None else value
+            texts[name] = str(empty if text is None else text)
+        return texts
 
     # -- extra pages ------------------------------------------------------------------------------
 

@@ -35,10 +35,11 @@ REPLY_EVENT_TYPES = ("message.delta", "llm.turn.completed", "run.restarted")
 # -- the live timeline feed ---------------------------------------------------------------------
 
 def timeline_feed(request: HttpRequest, *, model_admin: RunAdmin, run_id: uuid.UUID) -> JsonResponse:
-    """Events after `?after_seq=N` as JSON, for the run page's script to append while the run is live."""
+    """Events after `?after_seq=N` as JSON, for the run page's script to append while the run is live,
+    with the run's current status, totals and times (`run`), so the page's fields follow it too."""
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
-    run = Run.objects.filter(pk=run_id).only("id", "status").first()
+    run = Run.objects.filter(pk=run_id).first()
     if run is None:
         raise Http404("run not found")
     try:
@@ -49,7 +50,8 @@ def timeline_feed(request: HttpRequest, *, model_admin: RunAdmin, run_id: uuid.U
     more = len(events) > FEED_BATCH
     events = events[:FEED_BATCH]
     body = {"status": run.status, "live": not run.is_terminal or more,
-            "events": [event_item(event) for event in events], "more": more}
+            "events": [event_item(event) for event in events], "more": more,
+            "run": {"title": str(run), "fields": model_admin.live_fields(run)}}
     if any(event.type in REPLY_EVENT_TYPES for event in events):
         reply_events = RunEvent.objects.filter(run_id=run.pk, type__in=REPLY_EVENT_TYPES).order_by("seq")
         body["reply"] = assembled_reply(reply_events)

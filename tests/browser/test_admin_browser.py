@@ -1,24 +1,34 @@
 """The staff console in a real browser: headless Chromium (Debian's package) driven by Selenium
-against Daphne. Logs in, reads the runs list's totals, watches a live run's timeline follow new
-events, opens the usage chart, and takes screenshots.
+against Daphne, with a real `runagents` process executing the runs. Logs in, watches a live run's
+page follow it to the end (timeline, reply, status and usage fields), reads the runs list's totals,
+opens the usage chart, and takes screenshots.
 
 Screenshots go to a temporary folder; set ARKLOOP_SCREENSHOTS_DIR=docs/screenshots to refresh the
 README's. Without Chromium the test is skipped, except under CI (CI set), where it fails.
 """
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.db import transaction
-from django.utils import timezone
+from django.db.models import Count, Sum
 
-from runs.events import event_append
-from tests.browser.story import build_story
+from runs.models import Run, RunEvent
+from tests.browser.story import (
+    build_story,
+    move_back,
+    settle_background,
+    start_background,
+    start_run,
+    stub,
+    turn_totals,
+    usage,
+)
+from tests.runner.processes import RunnerProcess
+from tests.runner.processes import wait_until as _wait_until
 from tests.servers import ROOT, DaphneServer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -71,6 +81,17 @@ def console_server(database_url):
 
 
 @pytest.fixture
+def runner(transactional_db, database_url):
+    """A real `runagents` process on the test database; stopped before the test's data is flushed."""
+    process = RunnerProcess(database_url, "--concurrency", "8")
+    process.spawn()
+    try:
+        yield process
+    finally:
+        process.__exit__(None, None, None)
+
+
+@pytest.fixture
 def screenshots(tmp_path) -> Path:
     folder = os.environ.get("ARKLOOP_SCREENSHOTS_DIR")
     path = (ROOT / folder) if folder else tmp_path
@@ -108,50 +129,76 @@ def save_full_page(driver, path: Path) -> None:
     driver.set_window_size(1400, 1000)
 
 
-def test_staff_console_in_a_browser(transactional_db, console_server, browser, screenshots):
+def test_staff_console_in_a_browser(console_server, runner, browser, screenshots):
     from selenium.webdriver.common.by import By
+
+    def wait_until(condition, *, what: str, timeout: float = WAIT_SECONDS) -> None:
+        try:
+            _wait_until(condition, what=what, timeout=timeout)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; the runner's log ends:\n{runner.log()[-3000:]}") from None
 
     story = build_story()
     log_in(browser, console_server.url, username=story.staff_username, password=story.staff_password)
+    runner.wait_started()
+    start_background(story)
+    settle_background(story, wait_until)
+    move_back(story)
 
-    # The runs list: every run, with the totals of the whole list above it.
+    # A live run's page: the runner calls the calculator, then streams the reply slowly while the
+    # page follows; at the end the status, heading and usage fields show the run's final totals.
+    script = stub(tools=[{"name": "calculator", "arguments": {"expression": "6*7"}}], reply="It is 42.",
+                  chunks=6, delay_ms=500, usage=usage(1450, 48, 1024))
+    _, run_id = start_run(story.alice, script, title="What is 6 × 7?", route_id="stub-large")
+    browser.get(f"{console_server.url}/admin/runs/run/{run_id}/change/")
+    assert "live" in text_of(browser, "#run-live"), "the run ended before its page opened"
+    rows_at_load = len(browser.find_elements(By.CSS_SELECTOR, "#run-timeline tbody tr.event"))
+    assert text_of(browser, "#content > h2").endswith("(running)")
+    wait_for(browser, lambda d: text_of(d, "#run-live") == "completed", "the page did not see the run end")
+
+    run = Run.objects.get(pk=run_id)
+    assert run.status == "completed" and run.total_cost_usd > 0 and run.credits_used > 0
+    assert turn_totals(run_id) == (run.total_input_tokens, run.total_output_tokens)
+    field = lambda name: text_of(browser, f".field-{name} .readonly")  # noqa: E731
+    assert field("status") == "Completed"
+    assert text_of(browser, "#content > h2") == f"run {run_id} (completed)"
+    assert f"run {run_id} (completed)" in text_of(browser, ".breadcrumbs")
+    assert field("total_input_tokens") == str(run.total_input_tokens)
+    assert field("total_output_tokens") == str(run.total_output_tokens)
+    assert field("total_cached_input_tokens") == str(run.total_cached_input_tokens)
+    assert Decimal(field("total_cost_usd")) == run.total_cost_usd
+    assert field("credits_used") == str(run.credits_used)
+    assert field("completed_at") != "-" and field("duration").endswith(" s")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#run-timeline tbody tr.event")
+    assert len(rows) > rows_at_load, "no event was appended while the page followed the run"
+    assert [int(row.get_attribute("data-seq")) for row in rows] == list(range(1, run.last_seq + 1))
+    assert rows[-1].find_element(By.CSS_SELECTOR, "td.type").text == "run.completed"
+    completed = RunEvent.objects.get(run_id=run_id, type="run.completed").data
+    assert f"${completed['total_cost_usd']} · {run.credits_used} credits" in rows[-1].text
+    assert "calculator" in text_of(browser, "#run-timeline")
+    assert text_of(browser, "#run-reply") == "It is 42."
+    save_full_page(browser, screenshots / "run-page.png")
+
+    # The runs list: every run, with the totals of the whole list above it, as the DB sums them.
+    totals = Run.objects.aggregate(runs=Count("id"), cost=Sum("total_cost_usd"), credits=Sum("credits_used"),
+                                   input=Sum("total_input_tokens"), output=Sum("total_output_tokens"))
+    assert totals["runs"] == len(story.background) + 1 and totals["cost"] > 0
     browser.get(f"{console_server.url}/admin/runs/run/")
-    assert text_of(browser, "#total-cost") == f"${story.total_cost:.4f}"
-    assert text_of(browser, "#total-credits") == str(story.total_credits)
-    assert text_of(browser, "#total-input") == str(story.total_input_tokens)
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")) == story.run_count
+    assert text_of(browser, "#total-cost") == f"${totals['cost']:.4f}"
+    assert text_of(browser, "#total-credits") == str(totals["credits"])
+    assert text_of(browser, "#total-input") == str(totals["input"])
+    assert text_of(browser, "#total-output") == str(totals["output"])
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")) == totals["runs"]
+    statuses = {row.text for row in browser.find_elements(By.CSS_SELECTOR, "#result_list td.field-status")}
+    assert statuses == {"Completed", "Failed", "Cancelled"}
     header = browser.find_element(By.ID, "header").value_of_css_property("background-color")
     assert header != "rgba(0, 0, 0, 0)", "the admin's CSS was not served"
     browser.save_screenshot(str(screenshots / "runs-list.png"))
 
-    # A live run's page: the timeline follows events appended after the page loaded.
-    browser.get(f"{console_server.url}/admin/runs/run/{story.live_run.pk}/change/")
-    assert "live" in text_of(browser, "#run-live")
-    with transaction.atomic():
-        for word in ("Forty", "two,", "as", "computed."):
-            event_append(run_id=story.live_run.pk, type="message.delta",
-                         data={"content": word + " ", "role": "assistant"})
-    wait_for(browser, lambda d: "Forty two, as computed." in text_of(d, "#run-reply"), "reply did not follow")
-    event_append(run_id=story.live_run.pk, type="run.completed",
-                 data={"usage": {"input_tokens": 310, "output_tokens": 42, "cached_input_tokens": 0},
-                       "total_cost_usd": "0.0012", "credits_used": 2, "message_id": None},
-                 fields={"total_input_tokens": 310, "total_output_tokens": 42,
-                         "total_cost_usd": Decimal("0.0012"), "credits_used": 2})
-    wait_for(browser, lambda d: text_of(d, "#run-live") == "completed", "timeline did not see the end")
-    assert text_of(browser, ".field-status .readonly") == "Completed"
-    rows = browser.find_elements(By.CSS_SELECTOR, "#run-timeline tbody tr.event")
-    assert [int(row.get_attribute("data-seq")) for row in rows] == list(range(1, len(rows) + 1))
-    assert rows[-1].find_element(By.CSS_SELECTOR, "td.type").text == "run.completed"
-    assert "calculator" in browser.find_element(By.ID, "run-timeline").text
-    save_full_page(browser, screenshots / "run-page.png")
-
     # The usage page: the chart's bars and the numbers beside it.
     browser.get(f"{console_server.url}/admin/runs/run/usage/")
-    assert text_of(browser, "#usage-cost") == f"${story.total_cost + Decimal('0.0012'):.4f}"  # with the live run's
-    assert text_of(browser, "#usage-runs") == str(story.run_count)
+    assert text_of(browser, "#usage-cost") == f"${totals['cost']:.4f}"
+    assert text_of(browser, "#usage-runs") == str(totals["runs"])
     assert len(browser.find_elements(By.CSS_SELECTOR, "#chart-cost rect.bar")) == 30
-    assert "acme" in text_of(browser, "#usage-by-org") and "gpt-4o-mini" in text_of(browser, "#usage-by-model")
+    assert "globex" in text_of(browser, "#usage-by-org") and "stub-large" in text_of(browser, "#usage-by-model")
     browser.save_screenshot(str(screenshots / "usage.png"))
-
-    today = timezone.now().date()
-    assert story.first_day >= today - dt.timedelta(days=29)

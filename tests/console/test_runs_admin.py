@@ -165,7 +165,34 @@ def test_timeline_feed_says_when_the_run_is_over(staff_client, alice):
     play_run(run, tool=False)
     last = RunEvent.objects.filter(run=run).order_by("-seq").first()
     feed = staff_client.get(reverse("admin:runs_run_timeline", args=[run.pk]), {"after_seq": last.seq}).json()
-    assert feed == {"status": "completed", "live": False, "events": [], "more": False}
+    assert {key: feed[key] for key in ("status", "live", "events", "more")} == {
+        "status": "completed", "live": False, "events": [], "more": False}
+    assert feed["run"]["title"] == f"run {run.pk} (completed)"
+
+
+def readonly_texts(html: str) -> dict[str, str]:
+    """The run page's read-only fields as text, by field name."""
+    from html import unescape
+    found = re.findall(r'class="form-row field-([a-z_]+)".*?<div class="readonly">(.*?)</div>', html, re.S)
+    return {name: unescape(re.sub(r"<[^>]+>", "", value)).strip() for name, value in found}
+
+
+def test_timeline_feed_sends_the_run_fields_as_the_run_page_shows_them(staff_client, alice):
+    """While a live page follows the run, the feed's `run.fields` replace the page's fields: they
+    must read exactly as a fresh page load would show them, totals included."""
+    run = make_run(org=alice.org, user=alice.user)
+    url = reverse("admin:runs_run_timeline", args=[run.pk])
+    live = staff_client.get(url).json()["run"]
+    assert live["title"] == f"run {run.pk} (running)" and live["fields"]["status"] == "Running"
+    assert live["fields"]["completed_at"] == "-"
+
+    play_run(run, tool=False)
+    feed = staff_client.get(url).json()
+    page = readonly_texts(staff_client.get(reverse("admin:runs_run_change", args=[run.pk])).content.decode())
+    assert feed["run"]["fields"] == {name: page[name] for name in feed["run"]["fields"]}
+    assert feed["run"]["fields"]["status"] == "Completed"
+    assert feed["run"]["fields"]["total_input_tokens"] == "120" and feed["run"]["fields"]["credits_used"] == "2"
+    assert feed["run"]["fields"]["completed_at"] != "-"
 
 
 def test_timeline_feed_of_unknown_run_is_404(staff_client):

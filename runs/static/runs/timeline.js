@@ -1,6 +1,9 @@
 // Keeps a live run's timeline current on the admin run page: polls the staff-only timeline feed
 // (same-origin, session cookie) for events after the last seq shown, appends them, and stops
-// after the terminal event. Rows are built with textContent, so payloads can never inject markup.
+// after the terminal event. Each answer also carries the run's current status, totals and times,
+// which replace the page's read-only fields and the run's title (heading, breadcrumb, window title),
+// so the page agrees with its timeline when the run ends. Everything is set with textContent, so
+// payloads can never inject markup.
 "use strict";
 (function () {
   const POLL_MS = 1000;
@@ -10,6 +13,7 @@
   const reply = document.getElementById("run-reply");
   const badge = document.getElementById("run-live");
   let afterSeq = Number(table.dataset.afterSeq || 0);
+  let runTitle = table.dataset.runTitle || "";
 
   function cell(row, className, text) {
     const td = row.insertCell();
@@ -46,11 +50,29 @@
     afterSeq = event.seq;
   }
 
+  function retitle(title) {
+    if (!title || title === runTitle) return;
+    const heading = document.querySelector("#content > h2");
+    if (heading && heading.textContent.trim() === runTitle) heading.textContent = title;
+    const crumbs = document.querySelector(".breadcrumbs");
+    const last = crumbs && crumbs.lastChild;
+    if (last && last.nodeType === Node.TEXT_NODE) last.textContent = last.textContent.replace(runTitle, title);
+    document.title = document.title.replace(runTitle, title);
+    runTitle = title;
+  }
+
+  function refresh(run) {
+    if (!run) return;
+    Object.entries(run.fields || {}).forEach(function ([name, text]) {
+      const field = document.querySelector(".field-" + name + " .readonly");
+      if (field && field.textContent !== text) field.textContent = text;
+    });
+    retitle(run.title);
+  }
+
   function finish(status) {
     table.dataset.live = "false";
     if (badge) { badge.textContent = status; badge.classList.add("run-live-off"); }
-    const statusField = document.querySelector(".field-status .readonly");
-    if (statusField) statusField.textContent = status.charAt(0).toUpperCase() + status.slice(1);
   }
 
   async function poll() {
@@ -62,6 +84,7 @@
       const feed = await response.json();
       feed.events.forEach(append);
       if (reply && typeof feed.reply === "string") reply.textContent = feed.reply;
+      refresh(feed.run);
       if (!feed.live) { finish(feed.status); return; }
       if (feed.more) delay = 0;
     } catch (error) {
