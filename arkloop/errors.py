@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from arkloop.tracing import current_trace_id
 
 log = logging.getLogger(__name__)
+BEARER_CHALLENGE = 'Bearer realm="api"'
 
 
 class ApiError(Exception):
@@ -92,6 +93,8 @@ def error_response(error: ApiError) -> JsonResponse:
     response = JsonResponse(envelope(error.code, error.message, error.details), status=error.status)
     for name, value in error.headers.items():
         response[name] = value
+    if error.status == 401:
+        response.setdefault("WWW-Authenticate", BEARER_CHALLENGE)
     return response
 
 
@@ -155,5 +158,5 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     status = next((s for cls, s in _STATUS_OF_DRF.items() if isinstance(exc, cls)), error.status)
     headers = dict(error.headers)
     if status == 401:
-        headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')
+        headers.setdefault("WWW-Authenticate", BEARER_CHALLENGE)
     return Response(envelope(error.code, error.message, error.details), status=status, headers=headers)

@@ -180,7 +180,9 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict:
 def test_missing_or_bad_token_is_a_json_401(live_server, alice):
     run = make_run(alice)
     url = events_url(live_server.url, run.id)
-    assert_error(httpx.get(url, timeout=TIMEOUT), 401, "auth.missing_token")
+    missing = httpx.get(url, timeout=TIMEOUT)
+    assert_error(missing, 401, "auth.missing_token")
+    assert missing.headers["www-authenticate"].startswith("Bearer")
     assert_error(httpx.get(url, headers={"Authorization": "Bearer ak-" + "0" * 64}, timeout=TIMEOUT),
                  401, "auth.invalid_api_key")
     assert_error(httpx.get(url, headers={"Authorization": "Bearer nonsense"}, timeout=TIMEOUT),
