@@ -178,7 +178,7 @@ def test_purge_events_deletes_old_finished_logs_in_batches_and_keeps_totals(old_
 
     out, err = run_command("purge_events", "--older-than", "30", "--batch-size", "3")
 
-    assert out.strip() == f"deleted {old_count} events of runs finished more than 30 days ago"
+    assert out.splitlines()[0] == f"deleted {old_count} events of runs finished more than 30 days ago"
     assert err.splitlines()[0] == f"deleted 3/{old_count} events"
     assert err.splitlines()[-1] == f"deleted {old_count}/{old_count} events"
     assert not RunEvent.objects.filter(run=old).exists()

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from arkloop.idempotency import idempotency_purge
 from runs.maintenance import events_purge, purgeable_events
 
 
 class Command(BaseCommand):
     help = ("Delete the events of runs that finished (completed, failed or cancelled) more than DAYS "
             "days ago, in batches, with progress on stderr. Runs keep their status and totals (tokens, "
-            "cost, credits) and threads keep their messages; active runs are never touched.")
+            "cost, credits) and threads keep their messages; active runs are never touched. Also deletes "
+            "Idempotency-Key records past their 24-hour replay window.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--older-than", type=int, required=True, metavar="DAYS",
@@ -24,10 +26,12 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
         total = purgeable_events(older_than_days=older_than).count()
-        if dry_run or total == 0:
-            verb = "would delete" if dry_run else "deleted"
-            self.stdout.write(f"{verb} {total} events of runs finished more than {older_than} days ago")
+        if dry_run:
+            self.stdout.write(f"would delete {total} events of runs finished more than {older_than} days ago")
             return
-        deleted = events_purge(older_than_days=older_than, batch_size=batch_size,
-                               progress=lambda done: self.stderr.write(f"deleted {done}/{total} events"))
+        deleted = 0
+        if total:
+            deleted = events_purge(older_than_days=older_than, batch_size=batch_size,
+                                   progress=lambda done: self.stderr.write(f"deleted {done}/{total} events"))
         self.stdout.write(f"deleted {deleted} events of runs finished more than {older_than} days ago")
+        self.stdout.write(f"deleted {idempotency_purge()} expired Idempotency-Key records")
