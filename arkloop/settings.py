@@ -93,7 +93,30 @@ def _database_config() -> dict:
         config["TEST"] = {"NAME": f"/tmp/arkloop-test-{os.getpid()}.sqlite3"}
     else:
         config.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+        _postgres_pool(config)
     return config
+
+
+def _postgres_pool(config: dict) -> None:
+    """psycopg's connection pool, one per process: no new PostgreSQL session per request.
+
+    Under ASGI every request runs in a thread of its own, so without a pool (CONN_MAX_AGE is 0)
+    each request connected and disconnected. Long-lived threads keep their pooled connection
+    (the stream's 4 query workers, a runner's 3–4 DB threads), so max_size must exceed them; a
+    request that finds the pool exhausted waits up to `timeout` seconds. min_size is 0 so a
+    process opens only what it uses. ARKLOOP_DB_POOL_MAX_SIZE=0 turns the pool off (then
+    CONN_MAX_AGE applies); a pool cannot be combined with CONN_MAX_AGE > 0.
+    """
+    max_size = env.int("ARKLOOP_DB_POOL_MAX_SIZE", default=20)
+    if max_size <= 0 or config["CONN_MAX_AGE"]:
+        return
+    config.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 0, "max_size": max_size,
+        "timeout": env.float("ARKLOOP_DB_POOL_TIMEOUT", default=10.0),
+    }
+    # The pool hands out only connections that answer a trivial query (cheap: no new session),
+    # so a PostgreSQL restart or pg_terminate_backend costs no request an error.
+    config["CONN_HEALTH_CHECKS"] = True
 
 
 DATABASES = {"default": _database_config()}
