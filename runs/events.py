@@ -67,6 +67,18 @@ def event_append(*, run_id: Any, type: str, data: dict | None = None, attempt: i
     return event
 
 
+def event_append_started(*, run: Run, data: dict) -> RunEvent:
+    """Write `run.started` (seq 1) of a run inserted with `last_seq=1` by the caller's transaction.
+
+    No row lock and no seq allocation are needed: until that transaction commits no other writer
+    can see the run. This saves `run_create` the UPDATE … / SELECT … round trips of event_append.
+    """
+    event = RunEvent.objects.create(run_id=run.pk, seq=1, type="run.started",
+                                    data={**data, "trace_id": run.trace_id})
+    notify.event_appended(run_id=run.pk, seq=1, type="run.started")
+    return event
+
+
 def _why_rejected(run_id: Any, attempt: int | None) -> str:
     run = Run.objects.filter(pk=run_id).values("status", "attempt").first()
     if run is None:

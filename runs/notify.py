@@ -44,9 +44,11 @@ def event_appended(*, run_id: Any, seq: int, type: str) -> None:
     run_id = str(run_id)
     if is_postgres():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [EVENTS_CHANNEL, f"{run_id}:{seq}"])
-            if type in WORK_EVENT_TYPES:
-                cursor.execute("SELECT pg_notify(%s, %s)", [WORK_CHANNEL, f"{run_id}:{type}"])
+            if type in WORK_EVENT_TYPES:  # both wake-ups in one round trip
+                cursor.execute("SELECT pg_notify(%s, %s), pg_notify(%s, %s)",
+                               [EVENTS_CHANNEL, f"{run_id}:{seq}", WORK_CHANNEL, f"{run_id}:{type}"])
+            else:
+                cursor.execute("SELECT pg_notify(%s, %s)", [EVENTS_CHANNEL, f"{run_id}:{seq}"])
     if _hooks:
         transaction.on_commit(lambda: [hook(run_id, seq, type) for hook in list(_hooks)])
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from arkloop.authentication import Principal
@@ -14,7 +15,7 @@ from arkloop.errors import Conflict, TooManyRequests, Unprocessable
 from arkloop.models import Org
 from arkloop.tracing import current_trace_id
 from personas.selectors import persona_resolve, route_resolve
-from runs.events import event_append
+from runs.events import event_append, event_append_started
 from runs.models import ACTIVE_STATUSES, Run, RunStatus
 from runs.selectors import thread_last_run
 from threads.models import Message, Thread
@@ -27,24 +28,32 @@ def _thread_busy() -> Conflict:
     return Conflict("runs.thread_busy", "the thread already has an active run")
 
 
-def _check_org_capacity(*, org_id: object) -> None:
-    """429 when the org already has its maximum of active runs (0 = unlimited).
+def _check_thread_and_org_capacity(*, org_id: object, thread: Thread) -> None:
+    """409 when the thread has an active run; else 429 when the org already has its maximum of
+    active runs (0 = unlimited). One query for both when there is a cap.
 
     Called inside the creating transaction after locking the org row, so the count and the
     insert are one step for every concurrent creator of the org. (SQLite needs no lock: its
-    IMMEDIATE transactions already let one writer in at a time.)
+    IMMEDIATE transactions already let one writer in at a time.) The thread is the org's, so its
+    active run is among the org's.
     """
     cap = settings.ARKLOOP_MAX_CONCURRENT_RUNS_PER_ORG
     if cap <= 0:
+        if Run.objects.filter(thread=thread, status__in=ACTIVE_STATUSES).exists():
+            raise _thread_busy()
         return
-    if Run.objects.filter(org_id=org_id, status__in=ACTIVE_STATUSES).count() >= cap:
+    active = Run.objects.filter(org_id=org_id, status__in=ACTIVE_STATUSES).aggregate(
+        in_org=Count("pk"), in_thread=Count("pk", filter=Q(thread=thread)))
+    if active["in_thread"]:
+        raise _thread_busy()
+    if active["in_org"] >= cap:
         raise TooManyRequests("runs.limit_exceeded", f"the org already has {cap} active runs",
                               details={"max_concurrent_runs": cap},
                               headers={"Retry-After": str(LIMIT_RETRY_AFTER_SECONDS)})
 
 
 def _lock_org(*, org_id: object) -> None:
-    Org.objects.select_for_update().filter(pk=org_id).values_list("pk", flat=True).first()
+    list(Org.objects.select_for_update().filter(pk=org_id).values_list("pk", flat=True))
 
 
 def _run_insert(**fields) -> Run:
@@ -70,17 +79,14 @@ def run_create(*, principal: Principal, thread: Thread, persona_id: str | None =
     persona = persona_resolve(org_id=principal.org_id, persona_id=persona_id)
     route = route_resolve(org_id=principal.org_id, route_id=route_id, persona=persona)
     _lock_org(org_id=principal.org_id)
-    if Run.objects.filter(thread=thread, status__in=ACTIVE_STATUSES).exists():
-        raise _thread_busy()
-    _check_org_capacity(org_id=principal.org_id)
+    _check_thread_and_org_capacity(org_id=principal.org_id, thread=thread)
     run = _run_insert(org_id=principal.org_id, thread=thread, created_by_id=principal.user_id,
                       persona_id=persona.public_id, route_id=route.id, model=route.model,
-                      retry_of=retry_of, trace_id=current_trace_id())
+                      retry_of=retry_of, trace_id=current_trace_id(), last_seq=1)
     started = {"persona_id": run.persona_id, "route_id": run.route_id}
     if retry_of is not None:
         started["retry_of"] = str(retry_of.pk)
-    event_append(run_id=run.pk, type="run.started", data=started)
-    run.last_seq = 1
+    event_append_started(run=run, data=started)
     return run
 
 
