@@ -12,6 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
+from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
@@ -129,12 +130,26 @@ def principal_from_header(header: bytes) -> Principal:
     return principal_from_access_token(token)
 
 
+def principal_from_request(request: HttpRequest) -> Principal:
+    """`principal_from_header` of the request's Authorization header, looked up once per request.
+
+    Both the idempotency middleware and DRF's authentication need the principal; the second
+    asks costs no query. Failures are not remembered: they raise again, the same way.
+    """
+    header = request.META.get("HTTP_AUTHORIZATION", "").encode("latin-1", "replace")
+    cached = getattr(request, "_arkloop_principal", None)
+    if cached is not None and cached[0] == header:
+        return cached[1]
+    principal = principal_from_header(header)
+    request._arkloop_principal = (header, principal)
+    return principal
+
+
 class BearerAuthentication(BaseAuthentication):
     def authenticate(self, request: Request):
-        header = get_authorization_header(request)
-        if not header:
+        if not get_authorization_header(request):
             return None  # IsAuthenticated then answers 401 auth.missing_token
-        principal = principal_from_header(header)
+        principal = principal_from_request(request._request)
         return principal.user, principal
 
     def authenticate_header(self, request: Request) -> str:

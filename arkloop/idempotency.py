@@ -28,7 +28,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
 
-from arkloop.authentication import principal_from_header
+from arkloop.authentication import principal_from_request
 from arkloop.errors import ApiError, BodyTooLarge, Conflict, ValidationFailed, error_response
 from arkloop.middleware import HybridMiddleware
 from arkloop.models import IdempotencyRecord
@@ -137,9 +137,8 @@ def idempotency_purge(*, older_than: timedelta = TTL) -> int:
 
 def _principal_ident(request: HttpRequest) -> str | None:
     """Who is calling, or None when the credentials are not valid (the view will answer 401)."""
-    header = request.META.get("HTTP_AUTHORIZATION", "").encode("latin-1", "replace")
     try:
-        return principal_from_header(header).ident
+        return principal_from_request(request).ident
     except AuthenticationFailed:
         return None
 
