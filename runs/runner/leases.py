@@ -79,14 +79,14 @@ def _announce_routes(rows: list[tuple]) -> None:
 
 
 def leases_renew(*, owner: str, held: dict[str, int], lease_seconds: float) -> list[str]:
-    """Extend the leases `owner` holds (`{run_id: attempt}`); returns the runs whose lease was lost."""
+    """Extend the leases `owner` holds (`{run_id: attempt}`); returns the runs whose lease was lost.
+
+    Each row is its own statement and transaction (autocommit), on purpose: one transaction over
+    all the rows would hold some run locks while waiting for others, in an order the writer's
+    batch UPDATE does not share — a deadlock, found by tests/soak/test_runner_kills.py."""
     expires = timezone.now() + timedelta(seconds=lease_seconds)
-    lost = []
-    with transaction.atomic():
-        for run_id, attempt in held.items():
-            if Run.objects.filter(pk=run_id, attempt=attempt, lease_owner=owner).update(lease_expires_at=expires) != 1:
-                lost.append(run_id)
-    return lost
+    return [run_id for run_id, attempt in held.items()
+            if Run.objects.filter(pk=run_id, attempt=attempt, lease_owner=owner).update(lease_expires_at=expires) != 1]
 
 
 def lease_release(*, run_id: str, attempt: int, owner: str) -> bool:
