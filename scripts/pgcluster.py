@@ -2,6 +2,9 @@
 
     python scripts/pgcluster.py -- COMMAND ...   # runs COMMAND with DATABASE_URL set, then stops
 
+COMMAND also gets ARKLOOP_TEST_PG_DATA (the data directory), ARKLOOP_TEST_PG_BINDIR (pg_ctl's
+directory) and ARKLOOP_TEST_PG_RUNUSER (the user to run pg_ctl as via runuser, empty when none),
+so fault tests can restart this throwaway cluster (tests/soak); nothing else should use them.
 Uses Debian's PostgreSQL binaries (/usr/lib/postgresql/*/bin). PostgreSQL refuses to run as root,
 so as root the cluster runs as the `postgres` user in a directory that user owns.
 """
@@ -42,8 +45,10 @@ def _as_owner(cmd: list[str], user: str | None) -> list[str]:
 
 
 @contextlib.contextmanager
-def cluster(*, max_connections: int = 300) -> Iterator[str]:
-    """Start a cluster on a free port; yields its DATABASE_URL (database `arkloop`, user postgres)."""
+def cluster(*, max_connections: int = 300, control: dict[str, str] | None = None) -> Iterator[str]:
+    """Start a cluster on a free port; yields its DATABASE_URL (database `arkloop`, user postgres).
+
+    `control`, when given, is filled with the ARKLOOP_TEST_PG_* variables describing the cluster."""
     bindir = find_bindir()
     user = "postgres" if os.geteuid() == 0 else None
     if user:
@@ -62,6 +67,9 @@ def cluster(*, max_connections: int = 300) -> Iterator[str]:
     opts = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
             f"-c full_page_writes=off -c max_connections={max_connections}")
     run([str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"])
+    if control is not None:
+        control.update(ARKLOOP_TEST_PG_DATA=str(data), ARKLOOP_TEST_PG_BINDIR=str(bindir),
+                       ARKLOOP_TEST_PG_RUNUSER=user or "")
     try:
         run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "arkloop"])
         yield f"postgres://postgres@127.0.0.1:{port}/arkloop"
@@ -76,9 +84,10 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     command = argv[argv.index("--") + 1:]
-    with cluster() as url:
+    control: dict[str, str] = {}
+    with cluster(control=control) as url:
         print(f"PostgreSQL test cluster at {url}", file=sys.stderr)
-        return subprocess.call(command, env={**os.environ, "DATABASE_URL": url})
+        return subprocess.call(command, env={**os.environ, **control, "DATABASE_URL": url})
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
 from runs.events import EventRejected
 from runs.runner import leases, recovery
@@ -30,13 +30,17 @@ log = logging.getLogger("runs.runner")
 SQLITE_POLL_SECONDS = 0.1
 POSTGRES_POLL_SECONDS = 1.0  # a safety net only: NOTIFY wakes the runner, expired leases need a clock
 SWEEP_SECONDS = 5.0
+DB_DOWN_BACKOFF_SECONDS = (0.2, 5.0)  # first and longest pause between passes while the database fails
+# Errors that say "the connection or the transaction broke", not "this run is wrong": the run is
+# restarted from its log (it may be retried forever), never failed.
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
 
 
 @dataclass
 class _Handle:
     claim: Claim
     task: asyncio.Task
-    stop_reason: str = ""  # "cancel" | "lost" | "shutdown", set before the task is cancelled
+    stop_reason: str = ""  # "cancel" | "lost" | "shutdown" | "db_error", set before the task is cancelled
 
 
 class Worker:
@@ -60,7 +64,7 @@ class Worker:
         # context loads (200 runs claimed at once mean ~1,000 queries); the rest share the others.
         self.db = Db(max(1, self.db_threads - 1))
         self.write_db = Db(1)
-        self.writer = EventWriter(self.write_db, on_rejected=self._on_rejected)
+        self.writer = EventWriter(self.write_db, on_rejected=self._on_rejected, on_error=self._on_write_failed)
         background = [asyncio.create_task(self.writer.run_forever()), asyncio.create_task(self._renew_forever())]
         if self.postgres:
             background.append(asyncio.create_task(listen_work(on_notify=self._on_notify, on_connect=self.wake)))
@@ -81,16 +85,24 @@ class Worker:
         self._wake.set()
 
     async def _main(self, once: bool) -> None:
-        next_sweep = 0.0
+        next_sweep, backoff = 0.0, DB_DOWN_BACKOFF_SECONDS[0]
         while not self.stopping:
-            claimed = await self.claim_pass()
-            if once and not claimed and not self.active:
-                return
-            if time.monotonic() >= next_sweep:
-                await self.sweep_pass()
-                next_sweep = time.monotonic() + SWEEP_SECONDS
-            await self._sleep()
-            await self.cancel_pass()
+            try:
+                claimed = await self.claim_pass()
+                if once and not claimed and not self.active:
+                    return
+                if time.monotonic() >= next_sweep:
+                    await self.sweep_pass()
+                    next_sweep = time.monotonic() + SWEEP_SECONDS
+                await self._sleep()
+                await self.cancel_pass()
+            except DatabaseError as exc:
+                # The database restarted or dropped us: keep the process, retry with backoff.
+                log.warning("runner %s: database unavailable (%s); retrying in %.1fs", self.owner, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, DB_DOWN_BACKOFF_SECONDS[1])
+            else:
+                backoff = DB_DOWN_BACKOFF_SECONDS[0]
 
     async def _sleep(self) -> None:
         timeout = POSTGRES_POLL_SECONDS if self.postgres else SQLITE_POLL_SECONDS
@@ -133,7 +145,7 @@ class Worker:
             lost = await self.db.call(leases.leases_renew, owner=self.owner, held=held,
                                       lease_seconds=self.lease_seconds)
             for run_id in lost:
-                self._on_rejected(run_id, "lease_lost")
+                self._on_rejected(run_id, "lease_lost", held[run_id])
 
     async def cancel_pass(self) -> None:
         """Poll for cancel requests (SQLite has no NOTIFY; on PostgreSQL a cheap safety net)."""
@@ -147,16 +159,30 @@ class Worker:
             log.info("run %s failed (input.timeout)", run_id)
 
     async def _renew_forever(self) -> None:
+        pause = self.lease_seconds / 3
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+            await asyncio.sleep(pause)
             try:
                 await self.renew_pass()
-            except Exception:
-                log.exception("renewing leases failed")
+                pause = self.lease_seconds / 3
+            except Exception as exc:
+                # Soon again, on a fresh connection: two missed renewals would lose the leases.
+                log.warning("renewing leases failed (%s); retrying", exc)
+                pause = min(0.2, self.lease_seconds / 10)
 
     # --- one run ----------------------------------------------------------------------------------
 
     def _start(self, claim: Claim) -> None:
+        stale = self.active.get(claim.run_id)
+        if stale is not None:
+            # Our own lease expired under a live task (renewals failed: the database was away).
+            # That task is fenced now; stop it and start the new claim once it is gone.
+            self._interrupt(stale, "lost")
+            stale.task.add_done_callback(lambda _: self._start(claim))
+            return
+        if claim.previous_owner == self.owner:
+            # Not a lost runner (that is what worker.lost counts): resume as after a release.
+            claim.previous_owner = ""
         kind = "took over" if claim.previous_owner else "claimed"
         log.info("run %s %s (attempt %d, %s)", claim.run_id, kind, claim.attempt, claim.status)
         handle = _Handle(claim=claim, task=None)  # type: ignore[arg-type]
@@ -172,6 +198,10 @@ class Worker:
             outcome = await self._interrupted(handle, agent)
         except EventRejected as exc:
             outcome = f"abandoned ({exc.reason})"
+        except TRANSIENT_DB_ERRORS as exc:
+            log.warning("run %s: database error (%s); restarting it from its log", handle.claim.run_id, exc)
+            handle.stop_reason = "db_error"  # no second interruption while releasing
+            outcome = await self._release(handle)
         except Exception:
             log.exception("run %s crashed", handle.claim.run_id)
             outcome = await self._failed(agent)
@@ -182,16 +212,27 @@ class Worker:
         log.info("run %s %s (attempt %d)", handle.claim.run_id, outcome, handle.claim.attempt)
 
     async def _interrupted(self, handle: _Handle, agent: AgentLoop) -> str:
-        claim = handle.claim
         try:
             if handle.stop_reason == "cancel":
                 return await agent.cancel("cancel_requested")
-            if handle.stop_reason == "shutdown":
-                await self.db.call(leases.lease_release, run_id=claim.run_id, attempt=claim.attempt, owner=self.owner)
-                return "released"
+            if handle.stop_reason in ("shutdown", "db_error"):
+                return await self._release(handle)
         except EventRejected as exc:
             return f"abandoned ({exc.reason})"
         return "abandoned (lease_lost)"
+
+    async def _release(self, handle: _Handle) -> str:
+        """Give the run back so the next claim resumes it from its log (`run.restarted released`);
+        if even that fails, the lease expires and a claim does the same."""
+        claim = handle.claim
+        for pause in (0.2, 0.5, 1.0):  # a terminated connection is replaced on the next call
+            try:
+                await self.db.call(leases.lease_release, run_id=claim.run_id, attempt=claim.attempt,
+                                   owner=self.owner)
+                return "released"
+            except DatabaseError:
+                await asyncio.sleep(pause)
+        return "abandoned (database unavailable; the lease will expire)"
 
     async def _failed(self, agent: AgentLoop) -> str:
         try:
@@ -204,12 +245,18 @@ class Worker:
             handle.stop_reason = reason
             handle.task.cancel()
 
-    def _on_rejected(self, run_id: str, reason: str) -> None:
+    def _on_rejected(self, run_id: str, reason: str, attempt: int) -> None:
         """A write was refused: the lease was taken over (or the run ended); drop the run quietly."""
         handle = self.active.get(run_id)
-        if handle is not None:
+        if handle is not None and handle.claim.attempt == attempt:  # not a later claim of ours
             log.info("run %s: write refused (%s), dropping it", run_id, reason)
             self._interrupt(handle, "lost")
+
+    def _on_write_failed(self, run_id: str, attempt: int) -> None:
+        """Events of the run may be lost (the batch failed): restart it from its log."""
+        handle = self.active.get(run_id)
+        if handle is not None and handle.claim.attempt == attempt:
+            self._interrupt(handle, "db_error")
 
     def _on_notify(self, run_id: str, type: str) -> None:
         if type == "run.cancel_requested" and run_id in self.active:

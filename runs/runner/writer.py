@@ -13,7 +13,10 @@ so a run's visible deltas still concatenate to exactly its reply. The stub's del
 unmergeable (their count is its contract).
 
 A run whose events are refused (finished, or its lease was taken over) is reported to
-`on_rejected`, so the runner abandons it.
+`on_rejected`, so the runner abandons it. A batch that fails (the connection broke, a deadlock)
+may or may not have committed, and its fire-and-forget deltas are gone: every run in it is
+reported to `on_error`, so the runner restarts it from its log instead of going on with output
+the log may lack (found by tests/soak).
 """
 from __future__ import annotations
 
@@ -44,9 +47,11 @@ class _Pending:
 
 
 class EventWriter:
-    def __init__(self, db: Db, *, on_rejected: Callable[[str, str], None] | None = None) -> None:
+    def __init__(self, db: Db, *, on_rejected: Callable[[str, str, int], None] | None = None,
+                 on_error: Callable[[str, int], None] | None = None) -> None:
         self.db = db
-        self.on_rejected = on_rejected or (lambda run_id, reason: None)
+        self.on_rejected = on_rejected or (lambda run_id, reason, attempt: None)
+        self.on_error = on_error or (lambda run_id, attempt: None)
         self._queue: list[_Pending] = []
         self._tail: dict[str, _Pending] = {}  # each run's last queued event: the only one a delta may join
         self._unsettled: dict[str, list[asyncio.Future]] = {}
@@ -60,7 +65,7 @@ class EventWriter:
                mergeable: bool = False) -> asyncio.Future:
         """Queue one event (fire and forget); the future is done when it is committed or refused."""
         last = self._tail.get(run_id)
-        if mergeable and last is not None and self._merges(last, type, data):
+        if mergeable and last is not None and last.attempt == attempt and self._merges(last, type, data):
             last.data["content"] += data["content"]
             return last.future
         item = _Pending(run_id, attempt, type, dict(data), mergeable)
@@ -132,5 +137,9 @@ class EventWriter:
                 item.future.set_result(None)
             if item.future.done() and item.future.exception() is not None:
                 item.future.exception()  # retrieved: a fire-and-forget delta must not warn at exit
+        attempts = {item.run_id: item.attempt for item in batch}
         for run_id, reason in refused.items():
-            self.on_rejected(run_id, reason)
+            self.on_rejected(run_id, reason, attempts[run_id])
+        if error is not None:
+            for run_id, attempt in attempts.items():
+                self.on_error(run_id, attempt)
