@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test test-sqlite test-postgres bench soak lint
+.PHONY: run test test-sqlite test-postgres bench soak load lint
 
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
@@ -38,6 +38,10 @@ bench: $(VENV)/.installed
 
 soak: $(VENV)/.installed
 	$(PY) scripts/pgcluster.py -- $(PY) -m pytest -q -m soak tests
+
+# 200 SSE clients + 20 run creations/s for 5 minutes (ARKLOOP_LOAD_SECONDS to shorten); writes docs/load.md.
+load: $(VENV)/.installed
+	$(PY) scripts/pgcluster.py -- $(PY) -m benchmarks.load
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
