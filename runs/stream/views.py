@@ -7,6 +7,7 @@ ApiErrorMiddleware. The body is `runs.stream.follow.event_stream`.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
 from django.http import HttpRequest, StreamingHttpResponse
 
@@ -50,19 +51,30 @@ def check_follow(request: HttpRequest) -> bool:
     return _BOOLEANS[value]
 
 
-async def run_events(request: HttpRequest, run_id: str) -> StreamingHttpResponse:
+async def open_run_events(request: HttpRequest, run_id: str) -> AsyncIterator[bytes]:
+    """Every check of the stream (method, token, parameters, visibility), then its body.
+
+    Raises ApiError (rendered as the JSON envelope) before anything is streamed.
+    """
     if request.method != "GET":
         raise MethodNotAllowed(headers={"Allow": "GET"})
     principal: Principal = await db_call(principal_from_header,
                                          header=request.headers.get("Authorization", "").encode("latin-1"))
     after_seq, follow = check_cursor(request), check_follow(request)
     pk, finished = await db_call(access_run_for_stream, principal=principal, run_id=run_id)
-    response = StreamingHttpResponse(
-        event_stream(run_id=str(pk), after_seq=after_seq, follow=follow, run_finished=finished),
-        content_type="text/event-stream")
+    return event_stream(run_id=str(pk), after_seq=after_seq, follow=follow, run_finished=finished)
+
+
+def sse_response(body: AsyncIterator[bytes]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     # The stream ends at the terminal event: end the connection too (arkloop.connection_close),
     # so clients that read until EOF finish, and no idle keep-alive socket lingers.
     response["Connection"] = "close"
     return response
+
+
+async def run_events(request: HttpRequest, run_id: str) -> StreamingHttpResponse:
+    """The view. Under Daphne, successful GETs take runs.stream.asgi's lean path instead."""
+    return sse_response(await open_run_events(request, run_id))

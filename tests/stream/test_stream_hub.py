@@ -160,3 +160,28 @@ def test_concurrent_threads_do_not_share_the_hub():
     for thread in threads:
         thread.join()
     assert hubs[0] is not hubs[1]
+
+
+def test_the_lean_stream_path_answers_with_the_headers_and_body_of_djangos_handler(alice):
+    """runs.stream.asgi serves successful streams itself; what a client sees must not change."""
+    from arkloop.asgi import django_asgi_app
+
+    run = make_run(alice, events=2, finish="run.completed")
+
+    async def headers_and_body(app) -> tuple[dict[bytes, bytes], bytes]:
+        stream = AsgiStream(app, f"/v1/runs/{run.id}/events", "", alice.auth)
+        stream.task = asyncio.create_task(app(stream.scope, stream._receive, stream.sent.put))
+        start = await asyncio.wait_for(stream.sent.get(), 20)
+        while await stream.read_chunk():
+            pass
+        await asyncio.wait_for(stream.task, 20)
+        return dict(start["headers"]), stream.body
+
+    async def scenario() -> None:
+        lean_headers, lean_body = await headers_and_body(asgi_app())
+        django_headers, django_body = await headers_and_body(django_asgi_app)
+        assert lean_headers.pop(b"X-Trace-Id") != django_headers.pop(b"X-Trace-Id")
+        assert lean_headers == django_headers
+        assert lean_body == django_body and ids_of(lean_body) == [1, 2, 3, 4]
+
+    asyncio.run(scenario())

@@ -1,0 +1,114 @@
+"""The lean serving path of `GET /v1/runs/{run_id}/events`, in front of Django's ASGI handler.
+
+Django's handler costs a stream more than its events do. Per request it makes a thread (the
+request's thread-sensitive executor, used by every Django middleware's hop), which lives as long
+as the stream; it closes the response through that thread; and every chunk passes its
+StreamingHttpResponse wrappers. With 1,000 open streams that was 1,000 idle threads, and a burst
+of terminal events queued 1,000 thread hops (see docs/performance.md).
+
+This path serves only what succeeds: it runs the view's own checks (`open_run_events`) on a
+request Django builds from the scope, and when they pass it writes the response itself — the
+view's headers, the trace id, the headers Django's security middlewares would add — then the
+body chunks straight to the server's `send`, on the event loop, with no thread. Anything else
+(another URL, another method, a disallowed Host, any error) goes to Django's handler untouched,
+which runs the view again and renders the error envelope exactly as for any other endpoint.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
+from django.urls import Resolver404, resolve
+
+from arkloop.tracing import new_trace_id, set_trace_id
+from runs.stream.views import open_run_events, run_events, sse_response
+
+App = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+
+# Response-only middlewares whose headers every response carries (no I/O in process_response).
+_HEADER_MIDDLEWARES = [SecurityMiddleware(lambda request: None), XFrameOptionsMiddleware(lambda request: None)]
+
+
+class EventStreamFastPath:
+    """ASGI app: streams served directly, everything else handed to `django_app`."""
+
+    def __init__(self, django_app: App) -> None:
+        self.django_app = django_app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        run_id = _stream_run_id(scope)
+        opened = await _open(scope, run_id) if run_id is not None else None
+        if opened is None:
+            await self.django_app(scope, receive, send)
+            return
+        request, body = opened
+        await _serve(request, body, receive, send)
+
+
+def _stream_run_id(scope: dict) -> str | None:
+    """The run id when this is a GET of the event stream URL (Django's URL map decides)."""
+    if scope["type"] != "http" or scope["method"] != "GET":
+        return None
+    path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return None
+    return match.kwargs.get("run_id") if match.func is run_events else None
+
+
+async def _open(scope: dict, run_id: str) -> tuple[HttpRequest, AsyncIterator[bytes]] | None:
+    """The request and the stream's body when every check passes; None to let Django answer."""
+    request = ASGIRequest(scope, io.BytesIO())
+    try:
+        request.get_host()  # ALLOWED_HOSTS, as Django's CommonMiddleware checks it
+        request.trace_id = new_trace_id()
+        set_trace_id(request.trace_id)
+        return request, await open_run_events(request, run_id)
+    except Exception:
+        return None
+
+
+def _start_message(request: HttpRequest, body: AsyncIterator[bytes]) -> dict[str, Any]:
+    response = sse_response(body)
+    response["X-Trace-Id"] = request.trace_id
+    for middleware in _HEADER_MIDDLEWARES:
+        middleware.process_response(request, response)
+    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
+    return {"type": "http.response.start", "status": response.status_code, "headers": headers}
+
+
+async def _serve(request: HttpRequest, body: AsyncIterator[bytes], receive: Callable, send: Callable) -> None:
+    """Send the stream until it ends or the client hangs up, whichever comes first."""
+    await send(_start_message(request, body))
+    streaming = asyncio.create_task(_send_body(body, send))
+    hang_up = asyncio.create_task(_wait_for_disconnect(receive))
+    try:
+        await asyncio.wait({streaming, hang_up}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        streaming.cancel()
+        hang_up.cancel()
+        await asyncio.wait({streaming, hang_up})
+    if not streaming.cancelled() and streaming.exception() is not None:
+        raise streaming.exception()
+
+
+async def _send_body(body: AsyncIterator[bytes], send: Callable) -> None:
+    try:
+        async for chunk in body:
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        await body.aclose()  # the stream's `finally:` (unsubscribe) runs now, not at garbage collection
+
+
+async def _wait_for_disconnect(receive: Callable) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass  # the (empty) request body of the GET
