@@ -4,11 +4,16 @@ import os
 from django.core.asgi import get_asgi_application
 
 from arkloop.connection_close import honor_connection_close
+from arkloop.eager_writes import enable_eager_writes
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arkloop.settings")
 django_asgi_app = get_asgi_application()
 honor_connection_close()
+enable_eager_writes()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from runs.stream.asgi import EventStreamFastPath  # noqa: E402
+
+# Event streams that pass their checks are served without Django's request cycle (runs/stream/asgi.py).
+application = ProtocolTypeRouter({"http": EventStreamFastPath(django_asgi_app)})
