@@ -105,3 +105,15 @@ def test_patch_without_a_title_changes_nothing(alice):
     thread = create_thread(alice, "kept")
     response = alice.client.patch(f"/v1/threads/{thread['id']}", {})
     assert response.status_code == 200 and response.json()["title"] == "kept"
+
+
+@pytest.mark.parametrize("before", ["not-a-uuid", "00000000-0000-0000-0000-000000000000"])
+def test_a_before_cursor_naming_no_thread_is_422(alice, before):
+    response = alice.client.get(f"/v1/threads?before={before}")
+    assert response.status_code == 422
+    assert "before" in response.json()["details"]["fields"]
+
+
+def test_a_before_cursor_of_another_orgs_thread_is_422_like_any_unknown_id(alice, charlie):
+    theirs = create_thread(charlie)
+    assert alice.client.get(f"/v1/threads?before={theirs['id']}").status_code == 422

@@ -6,7 +6,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from arkloop.access import parse_uuid, visible_to
 from arkloop.api import keyset_after
 from arkloop.authentication import Principal
-from arkloop.errors import NotFound
+from arkloop.errors import NotFound, ValidationFailed
 from threads.models import Message, Thread
 
 THREAD_NOT_FOUND = NotFound("threads.not_found", "thread not found")
@@ -22,8 +22,16 @@ def _with_active_run(threads: QuerySet[Thread]) -> QuerySet[Thread]:
 def thread_list(*, principal: Principal, limit: int, before: str | None = None) -> list[Thread]:
     threads = visible_to(Thread.objects.filter(deleted_at__isnull=True), principal)
     if before:
-        threads = keyset_after(threads, access_thread(principal=principal, thread_id=before))
+        threads = keyset_after(threads, _cursor_thread(principal=principal, thread_id=before))
     return list(_with_active_run(threads).order_by("-created_at", "-id")[:limit])
+
+
+def _cursor_thread(*, principal: Principal, thread_id: str) -> Thread:
+    """The thread a `before` cursor names; a cursor naming no visible thread is a 422 on `before`."""
+    try:
+        return access_thread(principal=principal, thread_id=thread_id)
+    except NotFound:
+        raise ValidationFailed({"before": ["must be the id of a thread from the previous page"]}) from None
 
 
 def access_thread(*, principal: Principal, thread_id: object) -> Thread:

@@ -22,6 +22,7 @@ from typing import Any
 from runs.runner.providers.base import Ask, Entry, ProviderError, StreamItem, TextDelta, ToolCall, TurnRequest, Usage
 
 PREFIX = "/stub "
+MAX_SCRIPTED_TOKENS = 10**12  # keeps scripted costs within the Run's DecimalField
 
 
 @dataclass
@@ -35,7 +36,7 @@ def script_parse(text: str) -> Script:
     if text.startswith(PREFIX):
         try:
             keys = json.loads(text[len(PREFIX):])
-        except ValueError:
+        except (ValueError, RecursionError):  # a 32 KiB message can nest past Python's recursion limit
             keys = None
         if isinstance(keys, dict):
             return Script(text=text, keys=keys)
@@ -111,11 +112,19 @@ class StubProvider:
     def _usage(request: TurnRequest, keys: dict[str, Any], output: str) -> Usage:
         scripted = keys.get("usage")
         if isinstance(scripted, dict):
-            return Usage(input_tokens=int(scripted.get("input_tokens") or 0),
-                         output_tokens=int(scripted.get("output_tokens") or 0),
-                         cached_input_tokens=int(scripted.get("cached_input_tokens") or 0))
+            return Usage(input_tokens=_token_count(scripted.get("input_tokens")),
+                         output_tokens=_token_count(scripted.get("output_tokens")),
+                         cached_input_tokens=_token_count(scripted.get("cached_input_tokens")))
         prompt = " ".join([request.system_prompt, *(e.content for e in request.entries)])
         return Usage(input_tokens=_count_tokens(prompt), output_tokens=_count_tokens(output))
+
+
+def _token_count(value: Any) -> int:
+    """A scripted token count: a non-negative integer; anything else counts as 0 (never a crash or a
+    negative cost)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return 0
+    return max(0, min(int(value), MAX_SCRIPTED_TOKENS))
 
 
 def _entries_after(entries: list[Entry], anchor: Entry | None) -> list[Entry]:

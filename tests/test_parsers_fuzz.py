@@ -1,0 +1,109 @@
+"""Property tests (hypothesis) for the parsers that take hostile input: request bodies, stream
+cursors, idempotency keys, list cursors, the stub's script and the calculator. Whatever comes in,
+each answers with its value or its own validation error — never another exception."""
+import io
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rest_framework.exceptions import ParseError
+
+from arkloop.errors import ValidationFailed
+from arkloop.idempotency import check_key
+from arkloop.parsers import MAX_DEPTH, StrictJSONParser
+from runs.runner.calculator import CalculatorError, calculate
+from runs.runner.providers.stub import _token_count, script_parse
+from runs.stream.views import check_seq
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=30)
+
+
+@given(st.binary(max_size=2000))
+def test_json_parser_answers_a_dict_or_a_parse_error_for_any_bytes(raw):
+    try:
+        parsed = StrictJSONParser().parse(io.BytesIO(raw))
+    except ParseError:
+        return
+    assert isinstance(parsed, dict)
+
+
+@given(st.dictionaries(st.text(max_size=10), json_values, max_size=6))
+def test_json_parser_accepts_every_shallow_object(body):
+    assert StrictJSONParser().parse(io.BytesIO(json.dumps(body).encode())) == body
+
+
+@given(st.integers(min_value=MAX_DEPTH + 1, max_value=100_000))
+def test_json_parser_refuses_any_depth_past_the_limit(depth):
+    with pytest.raises(ParseError):
+        StrictJSONParser().parse(io.BytesIO(b'{"a":' + b"[" * depth + b"]" * depth + b"}"))
+
+
+@given(st.text(max_size=40))
+def test_stream_cursor_is_a_non_negative_int_or_a_422(value):
+    try:
+        seq = check_seq(value, field="after_seq")
+    except ValidationFailed as error:
+        assert error.details["fields"] == {"after_seq": ["must be an integer ≥ 0"]}
+        return
+    assert isinstance(seq, int) and seq >= 0 and value.strip().isdigit()
+
+
+@given(st.text(max_size=300))
+def test_idempotency_key_is_accepted_or_refused_with_a_422(key):
+    try:
+        check_key(key)
+    except ValidationFailed as error:
+        assert "Idempotency-Key" in error.details["fields"]
+        assert not key or len(key) > 255 or not key.isprintable()
+        return
+    assert 1 <= len(key) <= 255
+
+
+@given(st.text(max_size=300))
+def test_stub_script_parse_never_raises(text):
+    script = script_parse("/stub " + text)
+    assert isinstance(script.keys, dict)
+
+
+def test_stub_script_nested_past_the_recursion_limit_is_plain_text():
+    text = "/stub " + "[" * 30000 + "]" * 30000
+    assert script_parse(text).keys == {}
+
+
+@given(json_values)
+def test_scripted_token_counts_are_never_negative_or_a_crash(value):
+    count = _token_count(value)
+    assert isinstance(count, int) and count >= 0
+
+
+@given(st.text(max_size=80))
+def test_calculator_answers_a_number_or_a_calculator_error(expression):
+    try:
+        value = calculate(expression)
+    except CalculatorError:
+        return
+    assert isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+arithmetic = st.recursive(
+    st.integers(min_value=-1000, max_value=1000).map(str),
+    lambda inner: st.tuples(inner, st.sampled_from(["+", "-", "*"]), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+    max_leaves=12)
+
+
+@given(arithmetic)
+def test_calculator_agrees_with_python_on_integer_arithmetic(expression):
+    assert calculate(expression) == eval(expression)  # noqa: S307 — the test builds the expression itself
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(before=st.text(max_size=60))
+def test_any_list_cursor_is_a_page_or_a_422_never_a_500(alice, before):
+    response = alice.client.get("/v1/runs", {"before": before})
+    assert response.status_code in (200, 422)
+    thread_page = alice.client.get("/v1/threads", {"before": before})
+    assert thread_page.status_code in (200, 422)
