@@ -106,3 +106,18 @@ def builtin_personas(request) -> None:
     request.getfixturevalue("_django_db_helper")
     builtin_routes_ensure(route_model=Route)
     builtin_personas_sync(persona_model=Persona, specs=_builtin_persona_specs())
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    """No connection pool in the test process itself.
+
+    A pool lends each thread a connection until the thread closes it; the suite's many short-lived
+    threads (concurrent creates, stream readers) would drain it and later tests would wait on an
+    empty pool. The servers and runners the tests start as subprocesses keep the pool, as in
+    production.
+    """
+    from django.db import connections
+
+    for connection in connections.all():
+        connection.settings_dict.get("OPTIONS", {}).pop("pool", None)
