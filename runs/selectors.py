@@ -26,7 +26,8 @@ class RunPage:
 
 def visible_runs(*, principal: Principal) -> QuerySet[Run]:
     """The runs the caller may see, with what the run object shows of their creator."""
-    return visible_to(Run.objects.select_related("created_by"), principal)
+    runs = Run.objects.select_related("created_by").defer("created_by__password")  # never needed here
+    return visible_to(runs, principal)
 
 
 def access_run(*, principal: Principal, run_id: object) -> Run:
