@@ -15,36 +15,26 @@ import anthropic
 
 from runs.runner.providers.base import (
     Entry,
-    ProviderError,
+    SdkProvider,
     StreamItem,
     TextDelta,
     ToolCall,
     TurnRequest,
     Usage,
-    error_class_for_status,
 )
 
 TIMEOUT_SECONDS = 120.0
 DEFAULT_MAX_TOKENS = 1024
 
 
-class AnthropicMessagesProvider:
+class AnthropicMessagesProvider(SdkProvider):
+    sdk = anthropic
+    label = "anthropic endpoint"
+
     def __init__(self, *, model: str, base_url: str, api_key: str | None) -> None:
         self.model = model
         self.client = anthropic.AsyncAnthropic(api_key=api_key or "not-needed", base_url=base_url or None,
                                                max_retries=0, timeout=TIMEOUT_SECONDS)
-
-    async def stream(self, request: TurnRequest) -> AsyncIterator[StreamItem]:
-        try:
-            async for item in self._stream(request):
-                yield item
-        except anthropic.APIStatusError as exc:
-            raise ProviderError(error_class_for_status(exc.status_code),
-                                f"anthropic endpoint answered HTTP {exc.status_code}") from None
-        except (anthropic.APIConnectionError, anthropic.APITimeoutError):
-            raise ProviderError("provider.unavailable", "anthropic endpoint unreachable") from None
-        finally:
-            await self.client.close()
 
     async def _stream(self, request: TurnRequest) -> AsyncIterator[StreamItem]:
         stream = await self.client.messages.create(**self._params(request))

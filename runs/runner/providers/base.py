@@ -104,6 +104,34 @@ class Provider(Protocol):
         ...
 
 
+class SdkProvider:
+    """What the two official-SDK providers share: SDK errors → ProviderError, client closed at the end.
+
+    Both SDKs (openai, anthropic) raise the same family of exceptions; a subclass names its SDK
+    module, a label for messages, a `client` and implements `_stream`. Messages never carry the
+    provider's response body or the key.
+    """
+
+    sdk: Any
+    label: str
+    client: Any
+
+    async def stream(self, request: TurnRequest) -> AsyncIterator[StreamItem]:
+        try:
+            async for item in self._stream(request):
+                yield item
+        except self.sdk.APIStatusError as exc:
+            raise ProviderError(error_class_for_status(exc.status_code),
+                                f"{self.label} answered HTTP {exc.status_code}") from None
+        except (self.sdk.APIConnectionError, self.sdk.APITimeoutError):
+            raise ProviderError("provider.unavailable", f"{self.label} unreachable") from None
+        finally:
+            await self.client.close()
+
+    def _stream(self, request: TurnRequest) -> AsyncIterator[StreamItem]:
+        raise NotImplementedError
+
+
 def error_class_for_status(status: int) -> str:
     """An HTTP status of a provider → the error class of SPEC §4 (408/429/5xx are retryable)."""
     if status == 429:

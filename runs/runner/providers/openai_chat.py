@@ -15,36 +15,26 @@ import openai
 
 from runs.runner.providers.base import (
     Entry,
-    ProviderError,
+    SdkProvider,
     StreamItem,
     TextDelta,
     ToolCall,
     TurnRequest,
     Usage,
-    error_class_for_status,
 )
 
 TIMEOUT_SECONDS = 120.0
 
 
-class OpenAIChatProvider:
+class OpenAIChatProvider(SdkProvider):
+    sdk = openai
+    label = "openai-compatible endpoint"
+
     def __init__(self, *, model: str, base_url: str, api_key: str | None) -> None:
         self.model = model
         # Local servers (vLLM, Ollama) need no key, but the SDK insists on one.
         self.client = openai.AsyncOpenAI(api_key=api_key or "not-needed", base_url=base_url or None,
                                          max_retries=0, timeout=TIMEOUT_SECONDS)
-
-    async def stream(self, request: TurnRequest) -> AsyncIterator[StreamItem]:
-        try:
-            async for item in self._stream(request):
-                yield item
-        except openai.APIStatusError as exc:
-            raise ProviderError(error_class_for_status(exc.status_code),
-                                f"openai-compatible endpoint answered HTTP {exc.status_code}") from None
-        except (openai.APIConnectionError, openai.APITimeoutError):
-            raise ProviderError("provider.unavailable", "openai-compatible endpoint unreachable") from None
-        finally:
-            await self.client.close()
 
     async def _stream(self, request: TurnRequest) -> AsyncIterator[StreamItem]:
         stream = await self.client.chat.completions.create(**self._params(request))
