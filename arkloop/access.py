@@ -20,9 +20,9 @@ def visible_to(queryset: QuerySet, principal: Principal, *, owner_field: str = "
     return queryset
 
 
-def parse_uuid(value: object, *, not_found: NotFound) -> uuid.UUID:
+def parse_uuid(value: object, *, not_found: type[NotFound]) -> uuid.UUID:
     """A path id as a UUID; anything else is the resource's 404 (a malformed id names nothing)."""
     try:
         return uuid.UUID(str(value))
     except (ValueError, TypeError, AttributeError):
-        raise not_found from None
+        raise not_found() from None

@@ -9,7 +9,9 @@ from arkloop.authentication import Principal
 from arkloop.errors import NotFound, Unauthorized
 from arkloop.models import ApiKey, Membership
 
-KEY_NOT_FOUND = NotFound("http.not_found", "API key not found")
+
+class ApiKeyNotFound(NotFound):
+    message = "API key not found"
 
 
 def api_key_list(*, principal: Principal) -> QuerySet[ApiKey]:
@@ -21,9 +23,9 @@ def api_key_list(*, principal: Principal) -> QuerySet[ApiKey]:
 
 
 def access_api_key(*, principal: Principal, key_id: str) -> ApiKey:
-    key = api_key_list(principal=principal).filter(pk=parse_uuid(key_id, not_found=KEY_NOT_FOUND)).first()
+    key = api_key_list(principal=principal).filter(pk=parse_uuid(key_id, not_found=ApiKeyNotFound)).first()
     if key is None:
-        raise KEY_NOT_FOUND
+        raise ApiKeyNotFound()
     return key
 
 

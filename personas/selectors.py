@@ -14,7 +14,10 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from arkloop.errors import NotFound, ValidationFailed
 from personas.models import Persona, Route
 
-PERSONA_NOT_FOUND = NotFound("personas.not_found", "persona not found")
+
+class PersonaNotFound(NotFound):
+    code = "personas.not_found"
+    message = "persona not found"
 
 
 def _usable(queryset: QuerySet, org_id: object) -> QuerySet:
@@ -61,7 +64,7 @@ def access_persona(*, org_id: object, persona_id: object) -> Persona:
     """The persona for `GET /v1/personas/{persona_id}`; personas.not_found when not usable here."""
     persona = persona_find(org_id=org_id, persona_id=persona_id)
     if persona is None:
-        raise PERSONA_NOT_FOUND
+        raise PersonaNotFound()
     return persona
 
 

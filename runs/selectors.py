@@ -14,7 +14,10 @@ from runs.filters import run_filter_apply
 from runs.models import ACTIVE_STATUSES, Run
 from threads.models import Thread
 
-RUN_NOT_FOUND = NotFound("runs.not_found", "run not found")
+
+class RunNotFound(NotFound):
+    code = "runs.not_found"
+    message = "run not found"
 NEWEST_FIRST = ("-created_at", "-id")
 
 
@@ -32,10 +35,10 @@ def visible_runs(*, principal: Principal) -> QuerySet[Run]:
 
 def access_run(*, principal: Principal, run_id: object) -> Run:
     """The run if the caller may see it; otherwise runs.not_found (malformed id, other org, not theirs)."""
-    pk = parse_uuid(run_id, not_found=RUN_NOT_FOUND)
+    pk = parse_uuid(run_id, not_found=RunNotFound)
     run = visible_runs(principal=principal).filter(pk=pk).first()
     if run is None:
-        raise RUN_NOT_FOUND
+        raise RunNotFound()
     return run
 
 

@@ -9,7 +9,10 @@ from arkloop.authentication import Principal
 from arkloop.errors import NotFound, ValidationFailed
 from threads.models import Message, Thread
 
-THREAD_NOT_FOUND = NotFound("threads.not_found", "thread not found")
+
+class ThreadNotFound(NotFound):
+    code = "threads.not_found"
+    message = "thread not found"
 
 
 def _with_active_run(threads: QuerySet[Thread]) -> QuerySet[Thread]:
@@ -36,11 +39,11 @@ def _cursor_thread(*, principal: Principal, thread_id: str) -> Thread:
 
 def access_thread(*, principal: Principal, thread_id: object) -> Thread:
     """The thread if the caller may see it; otherwise threads.not_found (for any reason)."""
-    pk = parse_uuid(thread_id, not_found=THREAD_NOT_FOUND)
+    pk = parse_uuid(thread_id, not_found=ThreadNotFound)
     threads = visible_to(Thread.objects.filter(pk=pk, deleted_at__isnull=True), principal)
     thread = _with_active_run(threads).first()
     if thread is None:
-        raise THREAD_NOT_FOUND
+        raise ThreadNotFound()
     return thread
 
 

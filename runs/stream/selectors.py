@@ -5,26 +5,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from arkloop.access import parse_uuid, visible_to
 from arkloop.authentication import Principal
-from arkloop.errors import NotFound
 from runs.models import Run, RunEvent
+from runs.selectors import access_run
 from runs.stream.sse import Frame, render_frame
 
 BATCH_SIZE = 500
 
 
-def run_not_found() -> NotFound:
-    return NotFound("runs.not_found", "run not found")
-
-
 def access_run_for_stream(*, principal: Principal, run_id: str) -> tuple[uuid.UUID, bool]:
-    """The run's id and whether it is finished; raises runs.not_found when the caller may not see it."""
-    pk = parse_uuid(run_id, not_found=run_not_found())
-    row = visible_to(Run.objects.filter(pk=pk), principal).values_list("id", "status").first()
-    if row is None:
-        raise run_not_found()
-    return row[0], Run(status=row[1]).is_terminal
+    """The run's id and whether it is finished; runs.not_found when the caller may not see it."""
+    run = access_run(principal=principal, run_id=run_id)
+    return run.pk, run.is_terminal
 
 
 def events_after(*, run_id: str, after_seq: int, upto: int | None = None,
