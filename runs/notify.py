@@ -16,11 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import connection, connections, transaction
 
 EVENTS_CHANNEL = "arkloop_events"
 WORK_CHANNEL = "arkloop_work"
 WORK_EVENT_TYPES = frozenset({"run.started", "run.cancel_requested", "run.input_provided", "run.cancelled"})
+
+# Passed on from the default database's OPTIONS to the LISTEN connection.
+_PASSED_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+# A LISTEN connection waits silently for hours: TCP keepalives notice a dead peer in about a minute.
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 _hooks: list[Callable[[str, int, str], None]] = []
 
@@ -66,3 +72,21 @@ def events_appended(events: list[tuple[Any, int, str]]) -> None:
                                [WORK_CHANNEL, work])
     if _hooks and events:
         transaction.on_commit(lambda: [hook(*event) for event in events for hook in list(_hooks)])
+
+
+def listen_conninfo(*, application_name: str) -> str:
+    """libpq connection string for a LISTEN connection (the stream hub's, a runner's).
+
+    ARKLOOP_LISTEN_DATABASE_URL when set — a transaction-mode pooler such as PgBouncer cannot carry
+    LISTEN, so this points straight at PostgreSQL — else the default database's own parameters.
+    `application_name` is how operators (and the fault tests) find it in pg_stat_activity.
+    """
+    from psycopg.conninfo import make_conninfo
+
+    if settings.ARKLOOP_LISTEN_DATABASE_URL:
+        return make_conninfo(settings.ARKLOOP_LISTEN_DATABASE_URL, application_name=application_name, **_KEEPALIVES)
+    db = connections["default"].settings_dict
+    params = {"dbname": db["NAME"], "user": db.get("USER"), "password": db.get("PASSWORD"),
+              "host": db.get("HOST"), "port": str(db.get("PORT") or "")}
+    params.update({k: v for k, v in (db.get("OPTIONS") or {}).items() if k in _PASSED_OPTIONS})
+    return make_conninfo(**{k: v for k, v in params.items() if v}, application_name=application_name, **_KEEPALIVES)

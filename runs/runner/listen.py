@@ -10,37 +10,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import psycopg
-from django.conf import settings
-from django.db import connections
 
-from runs.notify import WORK_CHANNEL
+from runs.notify import WORK_CHANNEL, listen_conninfo
 
 log = logging.getLogger("runs.runner")
-_PASSED_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
 # How operators (and the fault tests) find this connection in pg_stat_activity.
 LISTEN_APPLICATION_NAME = "arkloop-runner-listen"
-
-
-def listen_conninfo() -> dict[str, Any]:
-    """ARKLOOP_LISTEN_DATABASE_URL (e.g. to bypass a transaction pooler), else the default database."""
-    if settings.ARKLOOP_LISTEN_DATABASE_URL:
-        return {"conninfo": settings.ARKLOOP_LISTEN_DATABASE_URL, "application_name": LISTEN_APPLICATION_NAME}
-    db = connections["default"].settings_dict
-    params = {"dbname": db["NAME"], "user": db.get("USER"), "password": db.get("PASSWORD"),
-              "host": db.get("HOST"), "port": str(db.get("PORT") or "")}
-    params.update({k: v for k, v in (db.get("OPTIONS") or {}).items() if k in _PASSED_OPTIONS})
-    params["application_name"] = LISTEN_APPLICATION_NAME
-    return {k: v for k, v in params.items() if v}
 
 
 async def listen_work(*, on_notify: Callable[[str, str], None], on_connect: Callable[[], None]) -> None:
     """Deliver `(run_id, type)` for every work notification until cancelled."""
     while True:
         try:
-            conn = await psycopg.AsyncConnection.connect(autocommit=True, **listen_conninfo())
+            conn = await psycopg.AsyncConnection.connect(
+                listen_conninfo(application_name=LISTEN_APPLICATION_NAME), autocommit=True)
             async with conn:
                 await conn.execute(f"LISTEN {WORK_CHANNEL}")
                 on_connect()

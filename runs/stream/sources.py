@@ -14,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from django.conf import settings
 from django.db import connections
 
-from runs.notify import EVENTS_CHANNEL
+from runs.notify import EVENTS_CHANNEL, listen_conninfo
 from runs.stream.db import db_call
 from runs.stream.hub import Hub
 from runs.stream.selectors import last_seqs
@@ -29,21 +28,6 @@ POLL_SECONDS = 0.05
 MIN_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 5.0
 IN_CHUNK = 500  # run ids per poll query (SQLite limits bound parameters)
-
-
-def listen_conninfo() -> str:
-    """libpq connection string of the LISTEN connection."""
-    from psycopg.conninfo import make_conninfo
-
-    keepalives = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
-    if settings.ARKLOOP_LISTEN_DATABASE_URL:
-        return make_conninfo(settings.ARKLOOP_LISTEN_DATABASE_URL, application_name=LISTEN_APPLICATION_NAME,
-                             **keepalives)
-    db = connections["default"].settings_dict
-    params = {"dbname": db["NAME"], "user": db.get("USER"), "password": db.get("PASSWORD"),
-              "host": db.get("HOST"), "port": db.get("PORT")}
-    return make_conninfo(**{k: v for k, v in params.items() if v}, application_name=LISTEN_APPLICATION_NAME,
-                         **keepalives)
 
 
 class PostgresListener:
@@ -63,7 +47,8 @@ class PostgresListener:
     async def _listen(self) -> None:
         import psycopg
 
-        async with await psycopg.AsyncConnection.connect(listen_conninfo(), autocommit=True) as conn:
+        async with await psycopg.AsyncConnection.connect(
+                listen_conninfo(application_name=LISTEN_APPLICATION_NAME), autocommit=True) as conn:
             await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
             log.info("stream hub: listening on %s", EVENTS_CHANNEL)
             self.backoff = MIN_BACKOFF_SECONDS
