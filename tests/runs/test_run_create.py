@@ -91,7 +91,9 @@ def test_a_cap_of_zero_means_unlimited(alice, settings):
 def test_another_orgs_active_runs_do_not_count_against_the_cap(alice, charlie, settings):
     settings.ARKLOOP_MAX_CONCURRENT_RUNS_PER_ORG = 1
     start_run(charlie, thread_with_question(charlie))
-    start_run(alice, thread_with_question(alice))
+    start_run(alice, thread_with_question(alice))  # asserts 201: charlie's run did not count
+    second = alice.client.post(f"/v1/threads/{thread_with_question(alice)}/runs", {})
+    assert second.status_code == 429  # while alice's own run does
 
 
 @pytest.mark.parametrize("thread_id", ["not-a-uuid", "00000000-0000-0000-0000-000000000000"])
