@@ -152,6 +152,8 @@ ARKLOOP_LLM_RETRY_BASE_MS = env.int("ARKLOOP_LLM_RETRY_BASE_MS", default=200)
 ARKLOOP_ROUTES_FILE = env.str("ARKLOOP_ROUTES_FILE", default="")
 # Key for encrypting provider credentials at rest (Fernet). Derived from SECRET_KEY when unset.
 ARKLOOP_ENCRYPTION_KEY = env.str("ARKLOOP_ENCRYPTION_KEY", default="")
+# Outbound URLs (webhooks, MCP servers) may point at loopback/private addresses (arkloop.outbound).
+ARKLOOP_ALLOW_PRIVATE_URLS = env.bool("ARKLOOP_ALLOW_PRIVATE_URLS", default=False)
 
 # Django refuses bodies above this when they are read; the middleware answers 413 earlier still.
 DATA_UPLOAD_MAX_MEMORY_SIZE = ARKLOOP_MAX_BODY_BYTES
