@@ -33,8 +33,9 @@ test-sqlite: $(VENV)/.installed
 test-postgres: $(VENV)/.installed
 	$(PY) scripts/pgcluster.py -- $(PY) -m pytest -q $(PYTEST_ARGS)
 
+# Every benchmark, writing docs/benchmarks.md. One scenario, shortened: make bench BENCH_ARGS="--quick --only fanout"
 bench: $(VENV)/.installed
-	$(PY) scripts/pgcluster.py -- $(PY) -m benchmarks.run
+	$(PY) scripts/pgcluster.py -- $(PY) -m benchmarks.run $(BENCH_ARGS)
 
 soak: $(VENV)/.installed
 	$(PY) scripts/pgcluster.py -- $(PY) -m pytest -q -m soak tests

@@ -38,3 +38,15 @@ def run_in_own_database(database_url: str, *, module: str, **env: str) -> str:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def selected(scenarios: tuple[str, ...]) -> tuple[str, ...]:
+    """The scenarios of a module to run: those `--only` named (all when it named none or the module)."""
+    only = [name for name in os.environ.get("BENCH_ONLY", "").split(",") if name]
+    picked = tuple(name for name in scenarios if name in only)
+    return picked or scenarios
+
+
+def quick() -> bool:
+    """`--quick`: shortened durations, to check the harness rather than to measure."""
+    return os.environ.get("BENCH_QUICK") == "1"
