@@ -149,6 +149,12 @@ ARKLOOP_LEASE_SECONDS = env.float("ARKLOOP_LEASE_SECONDS", default=30.0)
 # Provider calls: attempts per route (408/429/5xx/network), backoff base doubling per retry.
 ARKLOOP_LLM_MAX_ATTEMPTS = env.int("ARKLOOP_LLM_MAX_ATTEMPTS", default=3)
 ARKLOOP_LLM_RETRY_BASE_MS = env.int("ARKLOOP_LLM_RETRY_BASE_MS", default=200)
+# Platform limits of every run (runs.limits); personas and create bodies may only lower them.
+ARKLOOP_MAX_TURNS = env.int("ARKLOOP_MAX_TURNS", default=32)
+ARKLOOP_MAX_TOOL_CALLS = env.int("ARKLOOP_MAX_TOOL_CALLS", default=128)
+ARKLOOP_RUN_TIMEOUT_SECONDS = env.int("ARKLOOP_RUN_TIMEOUT_SECONDS", default=900)
+# Runs of one org a runner executes at once; 0 = half of its --concurrency (at least 1).
+ARKLOOP_RUNNER_SLOTS_PER_ORG = env.int("ARKLOOP_RUNNER_SLOTS_PER_ORG", default=0)
 ARKLOOP_ROUTES_FILE = env.str("ARKLOOP_ROUTES_FILE", default="")
 # Key for encrypting provider credentials at rest (Fernet). Derived from SECRET_KEY when unset.
 ARKLOOP_ENCRYPTION_KEY = env.str("ARKLOOP_ENCRYPTION_KEY", default="")

@@ -12,6 +12,7 @@ reads them later (SSE frames, admin pages). So:
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -30,12 +31,16 @@ def text_clean(value: str) -> str:
 
 
 def json_clean(value: Any) -> Any:
-    """A JSON-like value (dicts, lists, strings, numbers) with every string — keys too — cleaned.
+    """A JSON-like value (dicts, lists, strings, numbers) with every string — keys too — cleaned,
+    and NaN and ±Infinity (which Python's json reads and writes, but JSON, PostgreSQL's jsonb and
+    browsers refuse) replaced by null.
 
     Returns `value` itself when nothing needed cleaning, so the common case allocates nothing.
     """
     if isinstance(value, str):
         return text_clean(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     if isinstance(value, dict):
         items = [(json_clean(k), json_clean(v)) for k, v in value.items()]
         if all(k2 is k and v2 is v for (k, v), (k2, v2) in zip(value.items(), items, strict=True)):

@@ -10,12 +10,27 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from personas.models import Persona, Route
 from personas.services import route_set_api_key
+from runs.limits import LimitsInvalid, limits_parse
 
 BUILTIN_EDITABLE = {"is_active"}
 
 
+class PersonaForm(forms.ModelForm):
+    class Meta:
+        model = Persona
+        fields = "__all__"  # the admin decides what is shown
+
+    def clean_limits(self) -> dict:
+        """The same rules as a persona file's `limits` (runs.limits)."""
+        try:
+            return limits_parse(self.cleaned_data.get("limits") or {})
+        except LimitsInvalid as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
 @admin.register(Persona)
 class PersonaAdmin(admin.ModelAdmin):
+    form = PersonaForm
     list_display = ["public_id", "title", "org", "route_id", "is_active", "is_builtin", "updated_at"]
     list_filter = ["is_builtin", "is_active", "org", "route_id"]
     search_fields = ["key", "title", "description"]
@@ -45,7 +60,7 @@ class RouteForm(forms.ModelForm):
     class Meta:
         model = Route
         fields = ["id", "org", "provider", "model", "base_url", "api_key_env", "price_input", "price_cached_input",
-                  "price_output", "priority", "fallback", "is_active"]
+                  "price_output", "context_window", "priority", "fallback", "is_active"]
 
 
 @admin.register(Route)
@@ -57,7 +72,8 @@ class RouteAdmin(admin.ModelAdmin):
     search_fields = ["id", "model", "base_url"]
     readonly_fields = ["credentials", "created_at", "updated_at"]
     fieldsets = [
-        (None, {"fields": ["id", "org", "provider", "model", "base_url", "priority", "fallback", "is_active"]}),
+        (None, {"fields": ["id", "org", "provider", "model", "base_url", "context_window", "priority", "fallback",
+                           "is_active"]}),
         ("Credentials", {"fields": ["credentials", "api_key", "clear_api_key", "api_key_env"],
                          "description": "A stored key wins over the environment variable."}),
         ("Prices (USD per million tokens)", {"fields": ["price_input", "price_cached_input", "price_output"]}),

@@ -18,11 +18,16 @@ import yaml
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 
+from runs.limits import LimitsInvalid, limits_parse
+
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 
 REQUIRED = {"key", "version", "title"}
 OPTIONAL = {"description": "", "system_prompt": "", "route_id": "", "tools": [], "confirm_tools": [],
-            "max_iterations": 8, "max_output_tokens": 1024, "temperature": None, "stream_thinking": False}
+            "max_output_tokens": 1024, "temperature": None, "stream_thinking": False}
+# Optional without a default, so adding them changed no existing file's `source_hash`.
+# `max_iterations` (the older name) is read as `limits.max_turns`.
+EXTRA = {"limits", "max_iterations"}
 
 STUB_ROUTE = {"id": "stub", "provider": "stub", "model": "stub-echo-1", "base_url": "",
               "price_input": Decimal("1.00"), "price_cached_input": Decimal("0.10"),
@@ -43,6 +48,23 @@ class PersonaSpec:
     def persona_id(self) -> str:
         return f"{self.fields['key']}@{self.fields['version']}"
 
+    @property
+    def model_fields(self) -> dict[str, Any]:
+        """The fields as Persona columns: `limits` with `max_iterations` folded in."""
+        return {**self.fields, "limits": _spec_limits(self.fields)}
+
+
+def _spec_limits(fields: dict[str, Any]) -> dict[str, Any]:
+    """`limits` of a persona file, `max_iterations` read as `max_turns`. Raises SpecError."""
+    limits = fields.get("limits", {})
+    if not isinstance(limits, dict):
+        raise SpecError("limits must be a mapping of limit names to numbers")
+    alias = {"max_iterations": fields["max_iterations"]} if "max_iterations" in fields else {}
+    try:
+        return limits_parse({**alias, **limits})
+    except LimitsInvalid as exc:
+        raise SpecError(f"limits: {exc}") from None
+
 
 @dataclass(frozen=True)
 class SyncOutcome:
@@ -61,8 +83,11 @@ def _check_types(fields: dict[str, Any]) -> None:
     except (ValidationError, TypeError):
         raise SpecError("key must be a slug (letters, digits, - and _)") from None
     for name in ("version", "max_iterations", "max_output_tokens"):
+        if name not in fields:
+            continue
         if not isinstance(fields[name], int) or isinstance(fields[name], bool) or fields[name] < 1:
             raise SpecError(f"{name} must be a positive integer")
+    _spec_limits(fields)
     for name in ("tools", "confirm_tools"):
         if not isinstance(fields[name], list) or not all(isinstance(t, str) and t for t in fields[name]):
             raise SpecError(f"{name} must be a list of tool names")
@@ -83,7 +108,7 @@ def parse_persona_spec(path: Path) -> PersonaSpec:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         if not isinstance(raw, dict):
             raise SpecError("expected a mapping of persona fields")
-        unknown, missing = set(raw) - REQUIRED - set(OPTIONAL), REQUIRED - set(raw)
+        unknown, missing = set(raw) - REQUIRED - set(OPTIONAL) - EXTRA, REQUIRED - set(raw)
         if unknown or missing:
             raise SpecError(f"unknown fields {sorted(unknown)}, missing fields {sorted(missing)}")
         fields = {**OPTIONAL, **raw}
@@ -113,7 +138,7 @@ def _sync_one(spec: PersonaSpec, persona_model: Any, apply: bool) -> SyncOutcome
     if existing is None:
         known = {f.name for f in persona_model._meta.get_fields()}
         persona_model.objects.create(org=None, is_builtin=True, is_active=True, source_hash=spec.source_hash,
-                                     **{k: v for k, v in fields.items() if k in known})
+                                     **{k: v for k, v in spec.model_fields.items() if k in known})
         return SyncOutcome(spec.persona_id, spec.path, "created")
     if not existing.is_builtin:
         return SyncOutcome(spec.persona_id, spec.path, "conflict")

@@ -21,7 +21,9 @@ class Persona(models.Model):
     route_id = models.CharField(max_length=100, blank=True, default="", help_text="default route (slug)")
     tools = models.JSONField(default=list, blank=True)
     confirm_tools = models.JSONField(default=list, blank=True)
-    max_iterations = models.PositiveIntegerField(default=8)
+    # The persona's run limits (runs.limits: max_turns, max_tool_calls, …); a run may only lower them.
+    limits = models.JSONField(default=dict, blank=True)
+    # The provider's `max_tokens` per call (a run's `max_output_tokens` limit counts the whole run).
     max_output_tokens = models.PositiveIntegerField(default=1024)
     temperature = models.FloatField(null=True, blank=True)
     stream_thinking = models.BooleanField(default=False)
@@ -67,6 +69,8 @@ class Route(models.Model):
     price_input = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
     price_cached_input = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
     price_output = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    # Tokens the model reads and writes per call: the request holds what fits (runs.runner.window).
+    context_window = models.PositiveIntegerField(default=128_000)
     priority = models.IntegerField(default=0)
     fallback = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     is_active = models.BooleanField(default=True)

@@ -17,9 +17,10 @@ from django.core.validators import URLValidator, validate_slug
 from personas.models import Route
 
 KNOWN = {"id", "provider", "model", "base_url", "api_key", "api_key_env", "prices", "priority",
-         "fallback", "org", "active"}
+         "fallback", "org", "active", "context_window"}
 PRICE_KEYS = {"input": "price_input", "cached_input": "price_cached_input", "output": "price_output"}
 MAX_PRICE = Decimal(1000000)
+MAX_CONTEXT_WINDOW = 100_000_000
 
 
 class RoutesFileError(ValueError):
@@ -93,8 +94,13 @@ def _parse_route(raw: Any, index: int) -> RouteSpec:
     active = raw.get("active", True)
     if not isinstance(priority, int) or isinstance(priority, bool) or not isinstance(active, bool):
         raise RoutesFileError(f"route {route_id}: priority must be an integer and active true or false")
+    window = raw.get("context_window", Route._meta.get_field("context_window").default)
+    if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= MAX_CONTEXT_WINDOW:
+        raise RoutesFileError(f"route {route_id}: context_window must be an integer of tokens, "
+                              f"1 to {MAX_CONTEXT_WINDOW}")
     fields = {"provider": raw["provider"], "model": _text(route_id, raw, "model", required=True),
-              "base_url": base_url, "priority": priority, "is_active": active, **_prices(route_id, raw.get("prices"))}
+              "base_url": base_url, "priority": priority, "is_active": active, "context_window": window,
+              **_prices(route_id, raw.get("prices"))}
     return RouteSpec(id=route_id, fields=fields, org_slug=_text(route_id, raw, "org") or None,
                      fallback_id=_text(route_id, raw, "fallback") or None,
                      api_key=_text(route_id, raw, "api_key", required=True) if "api_key" in raw else None,

@@ -12,7 +12,7 @@ class PersonaSerializer(serializers.ModelSerializer):
     class Meta:
         model = Persona
         fields = ["persona_id", "key", "version", "title", "description", "route_id", "tools", "confirm_tools",
-                  "max_iterations", "max_output_tokens", "temperature", "stream_thinking", "org_id", "builtin",
+                  "limits", "max_output_tokens", "temperature", "stream_thinking", "org_id", "builtin",
                   "created_at"]
 
 
@@ -44,7 +44,7 @@ class RouteSerializer(serializers.ModelSerializer):
     class Meta:
         model = Route
         fields = ["id", "route_id", "provider", "model", "base_url", "prices", "priority", "fallback_route_id",
-                  "credentials", "org_id"]
+                  "credentials", "context_window", "org_id"]
 
     def get_prices(self, route: Route) -> dict:
         prices = {"input": route.price_input, "cached_input": route.price_cached_input, "output": route.price_output}

@@ -19,6 +19,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from runs import admin_views
+from runs.limits import LIMIT_NAMES
 from runs.models import Run, RunEvent
 from runs.timeline import assembled_reply, event_item, events_after
 from runs.usage import usage_totals
@@ -75,14 +76,15 @@ class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     change_form_template = "admin/runs/run/change_form.html"
     fieldsets = [
         (None, {"fields": ["id", "status", "org", "thread", "created_by", "trace_id"]}),
-        ("Agent", {"fields": ["persona_id", "route_id", "model", "retry_of", "retried_by", "error_class"]}),
+        ("Agent", {"fields": ["persona_id", "route_id", "model", "retry_of", "retried_by", "error_class",
+                              "effective_limits"]}),
         ("Usage", {"fields": ["total_input_tokens", "total_output_tokens", "total_cached_input_tokens",
                               "cache_hit_rate", "total_cost_usd", "credits_used", "duration"]}),
         ("Times", {"fields": ["created_at", "completed_at", "failed_at", "cancelled_at"]}),
         ("Runner", {"classes": ["collapse"],
                     "fields": ["last_seq", "attempt", "lease_owner", "lease_expires_at", "waiting_since"]}),
     ]
-    readonly_fields = ["id", "created_at", "retried_by", "cache_hit_rate", "duration"]
+    readonly_fields = ["id", "created_at", "retried_by", "cache_hit_rate", "duration", "effective_limits"]
 
     # -- the list ---------------------------------------------------------------------------------
 
@@ -127,6 +129,12 @@ class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def cache_hit_rate(self, run: Run) -> str:
         rate = run.cache_hit_rate
         return "—" if rate is None else f"{rate:.1%}"
+
+    @admin.display(description="limits")
+    def effective_limits(self, run: Run) -> str:
+        """The run's effective limits, as fixed when it was created."""
+        limits = run.limits or {}
+        return " · ".join(f"{name} {'—' if limits.get(name) is None else limits[name]}" for name in LIMIT_NAMES)
 
     @admin.display(description="retried by")
     def retried_by(self, run: Run) -> str:

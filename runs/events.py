@@ -3,9 +3,13 @@
 `event_append` allocates `seq` under the run's row lock (an UPDATE of `Run.last_seq`), so seqs are
 gapless and strictly increasing with any number of concurrent writers; it refuses to write after
 the terminal event, and, given the writer's `attempt`, refuses a runner whose lease was taken
-over (fencing). A terminal event sets the run's status in the same UPDATE, so status and log
-always agree. The wake-up for streams and runners goes out only when the caller's transaction
-commits (see `runs.notify`).
+over (fencing). A terminal event sets the run's status in the same UPDATE (and clears its
+lease), so status and log always agree. The wake-up for streams and runners goes out only when
+the caller's transaction commits (see `runs.notify`).
+
+Everything is stored cleaned, here, where every event passes: text from a model, a tool or an
+error may hold NUL or lone surrogates, which PostgreSQL refuses and SSE frames cannot encode, so
+event data and Run fields go through `arkloop.text.json_clean` (they become U+FFFD).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from arkloop.text import json_clean
 from runs import notify
 from runs.models import TERMINAL_EVENT_STATUS, TERMINAL_STATUSES, Run, RunEvent, RunStatus
 
@@ -26,6 +31,7 @@ _TERMINAL_STAMP = {
     RunStatus.FAILED: "failed_at",
     RunStatus.CANCELLED: "cancelled_at",
 }
+_LEASE_CLEARED = {"lease_owner": "", "lease_expires_at": None}
 
 
 class EventRejected(Exception):
@@ -49,11 +55,12 @@ def event_append(*, run_id: Any, type: str, data: dict | None = None, attempt: i
     Raises EventRejected("finished") once the run has its terminal event.
     """
     status = TERMINAL_EVENT_STATUS.get(type, status)
-    updates: dict[str, Any] = {"last_seq": F("last_seq") + 1, **(fields or {})}
+    updates: dict[str, Any] = {"last_seq": F("last_seq") + 1, **json_clean(fields or {})}
     if status is not None:
         updates["status"] = status
         if status in _TERMINAL_STAMP:
             updates.setdefault(_TERMINAL_STAMP[status], timezone.now())
+            updates.update(_LEASE_CLEARED)  # a finished run is held by nobody
     with transaction.atomic():
         runs = Run.objects.filter(pk=run_id).exclude(status__in=TERMINAL_STATUSES)
         if attempt is not None:
@@ -62,7 +69,7 @@ def event_append(*, run_id: Any, type: str, data: dict | None = None, attempt: i
             raise EventRejected(_why_rejected(run_id, attempt))
         seq, trace_id = Run.objects.filter(pk=run_id).values_list("last_seq", "trace_id").get()
         event = RunEvent.objects.create(run_id=run_id, seq=seq, type=type,
-                                        data={**(data or {}), "trace_id": trace_id})
+                                        data={**json_clean(data or {}), "trace_id": trace_id})
         notify.event_appended(run_id=run_id, seq=seq, type=type)
     return event
 
@@ -74,7 +81,7 @@ def event_append_started(*, run: Run, data: dict) -> RunEvent:
     can see the run. This saves `run_create` the UPDATE … / SELECT … round trips of event_append.
     """
     event = RunEvent.objects.create(run_id=run.pk, seq=1, type="run.started",
-                                    data={**data, "trace_id": run.trace_id})
+                                    data={**json_clean(data), "trace_id": run.trace_id})
     notify.event_appended(run_id=run.pk, seq=1, type="run.started")
     return event
 
@@ -88,33 +95,45 @@ def _why_rejected(run_id: Any, attempt: int | None) -> str:
     return "lease_lost" if attempt is not None and run["attempt"] != attempt else "unknown"
 
 
-def event_append_batch(items: list[tuple[Any, int, str, dict]]) -> dict[str, str]:
+class BatchNotWritten(Exception):
+    """`event_append_batch` failed before its commit, so none of its events was written (the
+    transaction was rolled back). `__cause__` is the error. A failure at the commit itself is
+    raised as it is: the batch may or may not have been written."""
+
+
+def event_append_batch(items: list[tuple[Any, int, str, dict]]) -> dict[tuple[str, int], str]:
     """Append many `(run_id, attempt, type, data)` events, of many runs, in one transaction.
 
     The runner's group commit: `event_append`'s rules (gapless seqs under the run's row lock,
     nothing after the terminal event, fencing by `attempt`) for a batch, in a few statements.
-    Only for events that change no Run column (deltas, tool calls and results). Per run it is
-    all or nothing: returns `{run_id: reason}` for the runs whose events were refused.
+    Only for events that change no Run column (deltas, tool calls and results). Events are
+    grouped by (run, attempt), never merged across attempts: per group it is all or nothing, and
+    the result maps each refused group to the reason (`{(run_id, attempt): reason}`).
+    Raises BatchNotWritten when a statement fails (nothing was written).
     """
-    wanted: dict[str, tuple[int, list[tuple[str, dict]]]] = {}
-    grouped: dict[str, list[tuple[str, dict]]] = defaultdict(list)
-    for run_id, attempt, type, data in items:
-        assert type not in TERMINAL_EVENT_STATUS, "terminal events go through event_append"
-        key = str(uuid.UUID(str(run_id)))
-        grouped[key].append((type, data))
-        wanted[key] = (attempt, grouped[key])
+    groups: dict[tuple[str, int], list[tuple[str, dict]]] = defaultdict(list)
+    for run_id, attempt, kind, data in items:
+        assert kind not in TERMINAL_EVENT_STATUS, "terminal events go through event_append"
+        groups[(str(uuid.UUID(str(run_id))), attempt)].append((kind, json_clean(data)))
     with transaction.atomic():
-        allocated = _allocate_seqs(wanted)
-        rows = []
-        for run_id, (last_seq, trace_id) in allocated.items():
-            batch = wanted[run_id][1]
-            first = last_seq - len(batch) + 1
-            rows += [(run_id, first + offset, type, {**data, "trace_id": trace_id})
-                     for offset, (type, data) in enumerate(batch)]
-        _insert_events(rows)
-        notify.events_appended([(run_id, seq, type) for run_id, seq, type, _ in rows])
-        refused = {run_id: _why_rejected(run_id, wanted[run_id][0]) for run_id in wanted if run_id not in allocated}
+        try:
+            refused = _append_groups(groups)
+        except Exception as exc:
+            raise BatchNotWritten(f"{type(exc).__name__}: {exc}") from exc
     return refused
+
+
+def _append_groups(groups: dict[tuple[str, int], list[tuple[str, dict]]]) -> dict[tuple[str, int], str]:
+    allocated = _allocate_seqs(groups)
+    rows = []
+    for key, (last_seq, trace_id) in allocated.items():
+        batch = groups[key]
+        first = last_seq - len(batch) + 1
+        rows += [(key[0], first + offset, type, {**data, "trace_id": trace_id})
+                 for offset, (type, data) in enumerate(batch)]
+    _insert_events(rows)
+    notify.events_appended([(run_id, seq, type) for run_id, seq, type, _ in rows])
+    return {key: _why_rejected(key[0], key[1]) for key in groups if key not in allocated}
 
 
 def _insert_events(rows: list[tuple[str, int, str, dict]]) -> None:
@@ -133,24 +152,25 @@ def _insert_events(rows: list[tuple[str, int, str, dict]]) -> None:
              [json.dumps(d) for d in columns[3]]])
 
 
-def _allocate_seqs(wanted: dict[str, tuple[int, list]]) -> dict[str, tuple[int, str]]:
-    """Advance `last_seq` of each run still held by that attempt; `{run_id: (new last_seq, trace_id)}`."""
-    if not wanted:
+def _allocate_seqs(groups: dict[tuple[str, int], list]) -> dict[tuple[str, int], tuple[int, str]]:
+    """Advance `last_seq` of each run still held by that attempt: `{(run_id, attempt): (new last_seq, trace_id)}`."""
+    if not groups:
         return {}
     terminal = [str(s) for s in TERMINAL_STATUSES]
     if connection.vendor == "postgresql":
         table = Run._meta.db_table
-        values = ", ".join(["(%s::uuid, %s::bigint, %s::integer)"] * len(wanted))
-        params = [p for run_id, (attempt, batch) in wanted.items() for p in (run_id, len(batch), attempt)]
+        values = ", ".join(["(%s::uuid, %s::bigint, %s::integer)"] * len(groups))
+        params = [p for (run_id, attempt), batch in groups.items() for p in (run_id, len(batch), attempt)]
         with connection.cursor() as cursor:
+            # Two attempts of one run in a batch: only the run's current attempt matches a row.
             cursor.execute(
                 f"UPDATE {table} AS r SET last_seq = r.last_seq + v.n FROM (VALUES {values}) AS v(id, n, attempt) "
                 f"WHERE r.id = v.id AND r.attempt = v.attempt AND NOT (r.status = ANY(%s)) "
-                f"RETURNING r.id, r.last_seq, r.trace_id", [*params, terminal])
-            return {str(run_id): (seq, trace_id) for run_id, seq, trace_id in cursor.fetchall()}
+                f"RETURNING r.id, r.attempt, r.last_seq, r.trace_id", [*params, terminal])
+            return {(str(run_id), attempt): (seq, trace_id) for run_id, attempt, seq, trace_id in cursor.fetchall()}
     allocated = {}
-    for run_id, (attempt, batch) in wanted.items():
+    for (run_id, attempt), batch in groups.items():
         runs = Run.objects.filter(pk=run_id, attempt=attempt).exclude(status__in=TERMINAL_STATUSES)
         if runs.update(last_seq=F("last_seq") + len(batch)) == 1:
-            allocated[run_id] = Run.objects.filter(pk=run_id).values_list("last_seq", "trace_id").get()
+            allocated[(run_id, attempt)] = Run.objects.filter(pk=run_id).values_list("last_seq", "trace_id").get()
     return allocated

@@ -45,6 +45,8 @@ class Run(models.Model):
     total_cost_usd = models.DecimalField(max_digits=18, decimal_places=8, default=Decimal("0"))
     credits_used = models.BigIntegerField(default=0)
     error_class = models.CharField(max_length=64, blank=True, default="")
+    # The effective limits, fixed at creation (runs.limits): {name: value or None}.
+    limits = models.JSONField(default=dict, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)

@@ -4,9 +4,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from arkloop.api import StrictSerializer, utf8_bytes_validator
+from runs.limits import Limits, LimitsInvalid, limits_parse
 from runs.models import Run, RunStatus
 
 MAX_INPUT_BYTES = 32768
@@ -21,11 +24,28 @@ class StringField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field(OpenApiTypes.OBJECT)
+class LimitsField(serializers.Field):
+    """Run limits: `{"max_turns": 5, "max_cost_usd": 0.5, …}` (runs.limits); errors name `limits.<name>`."""
+
+    def to_internal_value(self, data: Any) -> Limits:
+        try:
+            return limits_parse(data)
+        except LimitsInvalid as exc:
+            raise serializers.ValidationError(exc.errors.get("") or exc.errors) from None
+
+    def to_representation(self, value: Limits) -> Limits:
+        return value
+
+
 class RunCreateSerializer(StrictSerializer):
     """Body of `POST /v1/threads/{id}/runs` and of `…:retry` (every field optional)."""
 
     persona_id = StringField(max_length=200, required=False, allow_null=True, allow_blank=True)
     route_id = StringField(max_length=100, required=False, allow_null=True, allow_blank=True)
+    limits = LimitsField(required=False, allow_null=True,
+                         help_text="lower limits for this run: max_turns, max_tool_calls, max_output_tokens, "
+                                   "max_cost_usd, timeout_seconds")
 
 
 class RunCancelSerializer(StrictSerializer):
@@ -80,6 +100,8 @@ class RunSerializer(serializers.Serializer):
     created_by_user_name = serializers.CharField()
     created_by_email = serializers.EmailField()
     trace_id = serializers.CharField()
+    limits = serializers.DictField(help_text="the effective limits: max_turns, max_tool_calls, max_output_tokens, "
+                                             "max_cost_usd, timeout_seconds (null: no limit)")
 
     def to_representation(self, run: Run) -> dict[str, Any]:
         user = run.created_by
@@ -94,5 +116,5 @@ class RunSerializer(serializers.Serializer):
             "completed_at": _timestamp(run.completed_at), "failed_at": _timestamp(run.failed_at),
             "cancelled_at": _timestamp(run.cancelled_at), "created_by_user_id": str(run.created_by_id),
             "created_by_user_name": user.get_full_name() or user.get_username(),
-            "created_by_email": user.email, "trace_id": run.trace_id,
+            "created_by_email": user.email, "trace_id": run.trace_id, "limits": run.limits or None,
         }

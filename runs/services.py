@@ -1,9 +1,12 @@
-"""Writes of runs: create, cancel, answer, retry. Every event goes through runs.events.event_append.
+"""Writes of runs: create, cancel, answer, retry, complete. Every event goes through runs.events.event_append.
 
 Each service does its checks and its writes in one transaction, under a row lock where a
 concurrent writer (another request, the runner, the reaper) could change the answer.
 """
 from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -11,14 +14,19 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from arkloop.authentication import Principal
-from arkloop.errors import Conflict, TooManyRequests, Unprocessable
+from arkloop.errors import Conflict, TooManyRequests, Unprocessable, ValidationFailed
 from arkloop.models import Org
+from arkloop.text import text_clean
 from arkloop.tracing import current_trace_id
+from personas.models import Persona
 from personas.selectors import persona_resolve, route_resolve
 from runs.events import event_append, event_append_started
+from runs.limits import Limits, LimitsInvalid, limits_check_lower, limits_effective, platform_limits
 from runs.models import ACTIVE_STATUSES, Run, RunStatus
+from runs.runner.costs import cost_number, credits_for
 from runs.selectors import thread_last_run
 from threads.models import Message, Thread
+from threads.services import message_create
 
 # How long a client should wait before asking again when the org is at its run cap.
 LIMIT_RETRY_AFTER_SECONDS = 2
@@ -67,21 +75,37 @@ def _run_insert(**fields) -> Run:
         raise _thread_busy() from None
 
 
+def _run_limits(*, persona: Persona, requested: Limits | None) -> Limits:
+    """The run's effective limits: the smallest of the platform's, the persona's and `requested`.
+
+    Raises ValidationFailed naming `limits.<name>` for a requested limit above the others.
+    """
+    ceiling = limits_effective(platform_limits(), persona.limits or {})
+    try:
+        limits_check_lower(requested or {}, ceiling)
+    except LimitsInvalid as exc:
+        raise ValidationFailed({f"limits.{name}": messages for name, messages in exc.errors.items()}) from None
+    return limits_effective(ceiling, requested or {})
+
+
 @transaction.atomic
 def run_create(*, principal: Principal, thread: Thread, persona_id: str | None = None,
-               route_id: str | None = None, retry_of: Run | None = None) -> Run:
+               route_id: str | None = None, limits: Limits | None = None, retry_of: Run | None = None) -> Run:
     """Start a run over `thread`: the run row and its `run.started` event (seq 1), in one transaction.
 
-    Raises ValidationFailed (unknown persona_id / route_id), Conflict runs.thread_busy (the
-    thread has an active run), TooManyRequests runs.limit_exceeded (the org's cap is reached).
-    The runner is woken by the NOTIFY of `run.started`, delivered when this transaction commits.
+    `limits` (checked by runs.limits.limits_parse) may only lower the platform's and the persona's.
+    Raises ValidationFailed (unknown persona_id / route_id, a limit too high), Conflict
+    runs.thread_busy (the thread has an active run), TooManyRequests runs.limit_exceeded (the
+    org's cap is reached). The runner is woken by the NOTIFY of `run.started`, delivered when
+    this transaction commits.
     """
     persona = persona_resolve(org_id=principal.org_id, persona_id=persona_id)
     route = route_resolve(org_id=principal.org_id, route_id=route_id, persona=persona)
+    effective = _run_limits(persona=persona, requested=limits)
     _lock_org(org_id=principal.org_id)
     _check_thread_and_org_capacity(org_id=principal.org_id, thread=thread)
     run = _run_insert(org_id=principal.org_id, thread=thread, created_by_id=principal.user_id,
-                      persona_id=persona.public_id, route_id=route.id, model=route.model,
+                      persona_id=persona.public_id, route_id=route.id, model=route.model, limits=effective,
                       retry_of=retry_of, trace_id=current_trace_id(), last_seq=1)
     started = {"persona_id": run.persona_id, "route_id": run.route_id}
     if retry_of is not None:
@@ -157,11 +181,12 @@ def _answer_hide(answers: list[Message]) -> Run | None:
 
 @transaction.atomic
 def thread_retry(*, principal: Principal, thread: Thread, persona_id: str | None = None,
-                 route_id: str | None = None) -> Run:
+                 route_id: str | None = None, limits: Limits | None = None) -> Run:
     """Answer the thread's last user message again: hide the last answer, then start a new run.
 
-    The new run reuses the previous run's persona and route unless overridden, and its
-    `retry_of` is that run (the run that wrote the hidden answer, else the thread's latest run).
+    The new run reuses the previous run's persona, route and limits unless overridden (limits
+    still only as low as the platform's and the persona's now), and its `retry_of` is that run
+    (the run that wrote the hidden answer, else the thread's latest run).
     Raises Unprocessable runs.nothing_to_retry, Conflict runs.thread_busy (the hiding is then
     rolled back with everything else), and whatever run_create raises.
     """
@@ -170,5 +195,36 @@ def thread_retry(*, principal: Principal, thread: Thread, persona_id: str | None
     if previous is not None:
         persona_id = persona_id or previous.persona_id or None
         route_id = route_id or previous.route_id or None
+        if limits is None:
+            limits = _inherited_limits(previous, persona_id=persona_id, org_id=principal.org_id)
     return run_create(principal=principal, thread=thread, persona_id=persona_id, route_id=route_id,
-                      retry_of=previous)
+                      limits=limits, retry_of=previous)
+
+
+def _inherited_limits(previous: Run, *, persona_id: str | None, org_id: object) -> Limits:
+    """The previous run's limits, each capped by today's platform and persona limits (so a retry
+    is never refused for a limit lowered since)."""
+    persona = persona_resolve(org_id=org_id, persona_id=persona_id)
+    ceiling = limits_effective(platform_limits(), persona.limits or {})
+    return {name: value for name, value in limits_effective(ceiling, previous.limits or {}).items()
+            if value is not None}
+
+
+@transaction.atomic
+def run_complete(*, run_id: Any, attempt: int, thread_id: Any, reply: str, usage: dict[str, int],
+                 cost: Decimal) -> Message:
+    """A run's success: the assistant message, the run's totals and `run.completed`, in one transaction.
+
+    Fenced by the runner's `attempt` (EventRejected when its lease was taken over, and then nothing
+    is written). The reply is model output, so it is stored cleaned like every event (arkloop.text).
+    """
+    message = message_create(thread=Thread.objects.get(pk=thread_id), content=text_clean(reply),
+                             role=Message.Role.ASSISTANT, run_id=run_id)
+    credits = credits_for(cost)
+    event_append(run_id=run_id, type="run.completed", attempt=attempt,
+                 data={"usage": usage, "total_cost_usd": cost_number(cost), "credits_used": credits,
+                       "message_id": str(message.pk)},
+                 fields={"total_input_tokens": usage["input_tokens"], "total_output_tokens": usage["output_tokens"],
+                         "total_cached_input_tokens": usage["cached_input_tokens"], "total_cost_usd": cost,
+                         "credits_used": credits})
+    return message

@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from arkloop.text import json_clean, text_clean
 from runs.models import RunEvent
 from runs.stream.sse import rfc3339
 
@@ -75,7 +76,10 @@ def event_item(event: RunEvent) -> dict[str, Any]:
     """The event as the admin timeline shows it: the summary, and the payload on one line, or
     pretty-printed and folded when large. The trace id is left out: every event of a run has the
     run's, which the run page shows once."""
-    data = {k: v for k, v in event.data.items() if k != "trace_id"} if isinstance(event.data, dict) else event.data
+    # Cleaned again in case it was stored before text from elsewhere was cleaned on the way in: a
+    # lone surrogate cannot be encoded into the page.
+    stored = json_clean(event.data)
+    data = {k: v for k, v in stored.items() if k != "trace_id"} if isinstance(stored, dict) else stored
     payload = json.dumps(data, ensure_ascii=False, sort_keys=True)
     folded = len(payload) > FOLD_PAYLOAD_CHARS
     if folded:
@@ -84,7 +88,7 @@ def event_item(event: RunEvent) -> dict[str, Any]:
         "seq": event.seq,
         "type": event.type,
         "created_at": rfc3339(event.created_at),
-        "summary": event_summary(type=event.type, data=event.data),
+        "summary": event_summary(type=event.type, data=stored),
         "payload": payload,
         "folded": folded,
         "terminal": event.type in ("run.completed", "run.failed", "run.cancelled"),
@@ -112,4 +116,4 @@ def assembled_reply(events: Iterable[RunEvent]) -> str:
             turn_start = len(kept)
         elif event.type == "run.restarted":
             del kept[turn_start:]
-    return "".join(kept)
+    return text_clean("".join(kept))

@@ -13,7 +13,8 @@ from arkloop.errors import ValidationFailed
 from arkloop.idempotency import check_key
 from arkloop.parsers import MAX_DEPTH, StrictJSONParser
 from runs.runner.calculator import CalculatorError, calculate
-from runs.runner.providers.stub import _token_count, script_parse
+from runs.runner.providers.base import ProviderError
+from runs.runner.providers.stub import script_check, script_parse
 from runs.stream.views import check_seq
 
 json_values = st.recursive(
@@ -74,10 +75,19 @@ def test_stub_script_nested_past_the_recursion_limit_is_plain_text():
     assert script_parse(text).keys == {}
 
 
-@given(json_values)
-def test_scripted_token_counts_are_never_negative_or_a_crash(value):
-    count = _token_count(value)
-    assert isinstance(count, int) and count >= 0
+script_values = json_values | st.floats() | st.integers(min_value=-10**20, max_value=10**20)
+script_keys = st.sampled_from(["reply", "chunks", "delay_ms", "tools", "ask", "fail", "fail_times", "usage",
+                               "repeat", "other"])
+
+
+@given(st.dictionaries(script_keys, script_values | st.dictionaries(st.sampled_from(
+    ["input_tokens", "output_tokens", "cached_input_tokens", "name", "arguments"]), script_values), max_size=5))
+def test_any_stub_script_is_accepted_or_a_bad_request_naming_its_key(keys):
+    try:
+        script_check(keys)
+    except ProviderError as error:
+        assert error.error_class == "provider.bad_request"
+        assert any(f"`{key}`" in error.message for key in keys)
 
 
 @given(st.text(max_size=80))

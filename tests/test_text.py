@@ -24,3 +24,9 @@ def test_json_cleaning_reaches_keys_and_nested_values() -> None:
 def test_clean_json_is_returned_as_is() -> None:
     clean = {"a": ["b", {"c": 1.5}], "d": True}
     assert json_clean(clean) is clean
+
+
+def test_json_cleaning_turns_non_finite_numbers_into_null() -> None:
+    # Python's json reads `NaN` and `Infinity`; jsonb, JSON.parse and SSE clients do not.
+    assert json_clean({"a": [float("nan"), float("inf")], "b": -float("inf"), "c": 1e308}) == {
+        "a": [None, None], "b": None, "c": 1e308}

@@ -1,20 +1,29 @@
-"""Loading what one run needs to execute: the run, its persona, its routes, the conversation, its log."""
+"""Loading what one run needs to execute: the run, its persona, its routes, its log, and as much of
+the conversation as its route's context window can take."""
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
+from django.db.models.functions import Length
+from django.utils import timezone
 
 from personas.models import Persona, Route
 from personas.selectors import persona_find
+from runs.limits import platform_limits
 from runs.models import Run, RunEvent
+from runs.runner.budget import Budget
 from runs.runner.providers.base import Entry
 from runs.runner.state import RunLog, log_replay
-from runs.runner.tools import REGISTRY
+from runs.runner.tools import REGISTRY, tool_specs
+from runs.runner.window import CHARS_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, input_budget
 from threads.models import Message
 
 MAX_FALLBACKS = 3
+PAGE = 500  # messages sized per query while filling the window, newest first
 
 
 @dataclass
@@ -24,8 +33,7 @@ class PersonaConfig:
     system_prompt: str = ""
     tools: list[str] = field(default_factory=lambda: list(REGISTRY))
     confirm_tools: list[str] = field(default_factory=list)
-    max_iterations: int = 8
-    max_output_tokens: int | None = None
+    max_output_tokens: int | None = None  # the provider's max_tokens per call
     temperature: float | None = None
     stream_thinking: bool = False
     route_id: str = ""
@@ -36,8 +44,10 @@ class RunContext:
     run: Run
     persona: PersonaConfig
     routes: list[Route]            # the selected route, then its fallbacks
-    conversation: list[Entry]      # the thread's visible messages this run answers
+    conversation: list[Entry]      # the newest visible thread messages that fit the window, oldest first
     log: RunLog
+    budget: Budget
+    older_messages: int = 0        # visible thread messages before `conversation`, not loaded
     problem: str = ""              # why the run cannot execute at all (unknown persona or route)
 
 
@@ -47,14 +57,32 @@ class ContextProblem(Exception):
 
 def context_load(run_id: Any) -> RunContext:
     run = Run.objects.get(pk=run_id)
-    events = RunEvent.objects.filter(run_id=run_id).order_by("seq").values_list("type", "data")
-    log = log_replay(list(events))
+    events = list(RunEvent.objects.filter(run_id=run_id).order_by("seq").values_list("type", "data", "created_at"))
+    log = log_replay([(type, data) for type, data, _ in events])
+    budget = Budget(limits=run.limits or platform_limits(), spent_seconds=_seconds_running(run, events))
     try:
         persona = _persona(run)
         routes = _routes(log.route_id or run.route_id or persona.route_id or settings.ARKLOOP_DEFAULT_ROUTE)
     except ContextProblem as exc:
-        return RunContext(run=run, persona=PersonaConfig(), routes=[], conversation=[], log=log, problem=str(exc))
-    return RunContext(run=run, persona=persona, routes=routes, conversation=_conversation(run), log=log)
+        return RunContext(run=run, persona=PersonaConfig(), routes=[], conversation=[], log=log, budget=budget,
+                          problem=str(exc))
+    room = input_budget(context_window=routes[0].context_window, max_tokens=persona.max_output_tokens,
+                        system_prompt=persona.system_prompt, tools=tool_specs(persona.tools))
+    conversation, older = conversation_load(run, max_tokens=room)
+    return RunContext(run=run, persona=persona, routes=routes, conversation=conversation, log=log, budget=budget,
+                      older_messages=older)
+
+
+def _seconds_running(run: Run, events: list[tuple[str, dict, dt.datetime]]) -> float:
+    """Wall-clock seconds since the run was created, less the time it spent waiting for input."""
+    waited, since = dt.timedelta(0), None
+    for type, _, created_at in events:
+        if type == "run.waiting_for_input":
+            since = created_at
+        elif type == "run.input_provided" and since is not None:
+            waited += created_at - since
+            since = None
+    return ((timezone.now() - run.created_at) - waited).total_seconds()
 
 
 def _persona(run: Run) -> PersonaConfig:
@@ -69,7 +97,7 @@ def _persona(run: Run) -> PersonaConfig:
 
 def _config(persona: Persona) -> PersonaConfig:
     return PersonaConfig(system_prompt=persona.system_prompt, tools=list(persona.tools or []),
-                         confirm_tools=list(persona.confirm_tools or []), max_iterations=persona.max_iterations,
+                         confirm_tools=list(persona.confirm_tools or []),
                          max_output_tokens=persona.max_output_tokens or None, temperature=persona.temperature,
                          stream_thinking=persona.stream_thinking, route_id=persona.route_id)
 
@@ -90,11 +118,39 @@ def _routes(route_id: str) -> list[Route]:
     return chain
 
 
-def _conversation(run: Run) -> list[Entry]:
-    """Visible messages of the thread up to the run's creation, oldest first (not this run's own)."""
-    messages = (Message.objects.filter(thread_id=run.thread_id, hidden_at__isnull=True, created_at__lte=run.created_at)
-                .exclude(run_id=run.pk).order_by("created_at", "id").values_list("role", "content"))
-    return [Entry(role=role, content=content) for role, content in messages]
+def conversation_load(run: Run, *, max_tokens: int) -> tuple[list[Entry], int]:
+    """The newest visible messages of the run's thread (up to its creation, not its own) whose
+    estimated tokens fit in `max_tokens`, oldest first, and how many older ones were left out.
+
+    Sizes are read newest first a page at a time and contents only for the messages kept, so a
+    thread of any length costs what the window can take. The newest message is always kept.
+    """
+    visible = (Message.objects.filter(thread_id=run.thread_id, hidden_at__isnull=True, created_at__lte=run.created_at)
+               .exclude(run_id=run.pk))
+    used, cursor, full = 0, None, False
+    while not full:
+        page = visible if cursor is None else visible.filter(_before(cursor))
+        rows = list(page.annotate(size=Length("content")).order_by("-created_at", "-id")
+                    .values_list("created_at", "id", "size")[:PAGE])
+        for created_at, pk, size in rows:
+            cost = MESSAGE_OVERHEAD_TOKENS + size // CHARS_PER_TOKEN + 1  # window.entry_tokens, from the size
+            if cursor is not None and used + cost > max_tokens:
+                full = True
+                break
+            used, cursor = used + cost, (created_at, pk)
+        if len(rows) < PAGE:
+            break
+    if cursor is None:
+        return [], 0
+    older = visible.filter(_before(cursor)).count() if full else 0
+    kept = visible.exclude(_before(cursor)).order_by("created_at", "id").values_list("role", "content")
+    return [Entry(role=role, content=content) for role, content in kept], older
+
+
+def _before(cursor: tuple[dt.datetime, Any]) -> Q:
+    """Messages older than `(created_at, id)` in the conversation's order."""
+    created_at, pk = cursor
+    return Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk)
 
 
 def route_selected_data(route: Route) -> dict[str, str]:

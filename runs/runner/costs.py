@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from personas.models import Route
-from runs.runner.providers.base import Usage
+
+if TYPE_CHECKING:  # the API process imports this module: it must not load the provider SDKs
+    from runs.runner.providers.base import Usage
 
 MILLION = Decimal(1_000_000)
 

@@ -3,73 +3,147 @@
 A run is runnable when it is `running` or `cancelling` and nobody holds a live lease on it.
 Claiming increments `attempt`, the fencing token every later write of the claimant carries
 (`event_append(attempt=…)`), so a runner that loses its lease cannot write for the run again.
-PostgreSQL claims with SELECT … FOR UPDATE SKIP LOCKED (runners never wait on each other);
-SQLite, which has one writer at a time anyway, with a conditional UPDATE per run that counts
-only if exactly one row changed.
+Which runs to claim is decided fairly between orgs (`fair_pick`), then PostgreSQL claims them
+with SELECT … FOR UPDATE SKIP LOCKED (runners never wait on each other); SQLite, which has one
+writer at a time anyway, with a conditional UPDATE per run that counts only if exactly one row
+changed. This module knows nothing of the agent loop; the loop and the runner build on it.
 """
 from __future__ import annotations
 
+from collections import Counter, defaultdict, deque
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from personas.models import Route
 from runs.events import event_append
 from runs.models import Run, RunStatus
 from runs.runner.context import route_selected_data
-from runs.runner.loop import Claim
 
 RUNNABLE_STATUSES = (RunStatus.RUNNING, RunStatus.CANCELLING)
-_COLUMNS = ("id", "attempt", "lease_owner", "status", "last_seq", "route_id")
+# The lease columns as a run nobody holds has them (waiting for input, released, finished).
+RELEASE = {"lease_owner": "", "lease_expires_at": None}
+# The third interruption of a run (its runner lost, or its writes lost) fails it instead of
+# restarting it again: a run is restarted at most MAX_INTERRUPTIONS - 1 times, never in a loop.
+MAX_INTERRUPTIONS = 3
+_COLUMNS = ("id", "attempt", "lease_owner", "status", "last_seq", "route_id", "org_id")
+
+
+@dataclass
+class Claim:
+    """A run this runner holds: `attempt` is the fencing token every write for it carries."""
+
+    run_id: str
+    attempt: int
+    status: str
+    previous_owner: str  # non-empty: we took over an expired lease
+    org_id: str = ""
+
+
+def interruption_ends_run(restarts: int) -> bool:
+    """True when one more interruption of a run restarted `restarts` times so far must fail it."""
+    return restarts + 1 >= MAX_INTERRUPTIONS
 
 
 def _runnable(now: Any) -> Q:
     return Q(status__in=RUNNABLE_STATUSES) & (Q(lease_owner="") | Q(lease_expires_at__lt=now))
 
 
-def runs_claim(*, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
-    """Claim up to `limit` runnable runs, oldest first, for `owner`."""
+def runs_claim(*, owner: str, limit: int, lease_seconds: float, held: Mapping[str, int] | None = None,
+               slots_per_org: int | None = None) -> list[Claim]:
+    """Claim up to `limit` runnable runs for `owner`, fairly between orgs (`fair_pick`).
+
+    `held` counts the runs this runner executes per org, `slots_per_org` caps them (None: no cap).
+    """
     if limit <= 0:
         return []
     now = timezone.now()
+    picked = fair_pick(now=now, limit=limit, held=held or {}, slots_per_org=slots_per_org or limit)
+    if not picked:
+        return []
     expires = now + timedelta(seconds=lease_seconds)
     if connection.vendor == "postgresql":
-        return _claim_skip_locked(owner, limit, now, expires)
-    return _claim_conditional(owner, limit, now, expires)
+        return _claim_skip_locked(owner, picked, now, expires)
+    return _claim_conditional(owner, picked, now, expires)
 
 
-def _claim_skip_locked(owner: str, limit: int, now: Any, expires: Any) -> list[Claim]:
+def fair_pick(*, now: Any, limit: int, held: Mapping[str, int], slots_per_org: int) -> list[str]:
+    """Which runnable runs to claim, in order: again and again, the oldest run of the org that has
+    the fewest runs executing (on any runner), skipping orgs that hold `slots_per_org` of this
+    runner's slots. So a flooding org gets its share, and another org's run starts at the next
+    free slot whatever the flood's age. Reads without locks: the claim then skips what another
+    runner took meanwhile."""
+    queued = _oldest_runnable_per_org(now, per_org=min(limit, slots_per_org))
+    if not queued:
+        return []
+    executing = Counter(dict(
+        Run.objects.filter(org_id__in=queued, status__in=RUNNABLE_STATUSES, lease_expires_at__gte=now)
+        .exclude(lease_owner="").values("org_id").annotate(n=Count("id")).values_list("org_id", "n")))
+    mine = Counter({str(org): count for org, count in held.items()})
+    picked: list[str] = []
+    while len(picked) < limit:
+        open_orgs = [org for org, runs in queued.items() if runs and mine[str(org)] < slots_per_org]
+        if not open_orgs:
+            break
+        org = min(open_orgs, key=lambda o: (executing[o], queued[o][0][1]))
+        picked.append(queued[org].popleft()[0])
+        executing[org] += 1
+        mine[str(org)] += 1
+    return picked
+
+
+def _oldest_runnable_per_org(now: Any, *, per_org: int) -> dict[Any, deque[tuple[str, Any]]]:
+    """`{org_id: deque of (run_id, created_at)}`: each org's `per_org` oldest runnable runs."""
+    ranked = Run.objects.filter(_runnable(now)).annotate(
+        rank=Window(RowNumber(), partition_by=[F("org_id")], order_by=[F("created_at").asc(), F("id").asc()]))
+    queued: dict[Any, deque[tuple[str, Any]]] = defaultdict(deque)
+    for pk, org_id, created_at in (ranked.filter(rank__lte=per_org).order_by("created_at", "id")
+                                   .values_list("id", "org_id", "created_at")):
+        queued[org_id].append((str(pk), created_at))
+    return queued
+
+
+def _claim_skip_locked(owner: str, picked: list[str], now: Any, expires: Any) -> list[Claim]:
     with transaction.atomic():
-        rows = list(Run.objects.select_for_update(skip_locked=True).filter(_runnable(now))
-                    .order_by("created_at").values_list(*_COLUMNS)[:limit])
+        rows = list(Run.objects.select_for_update(skip_locked=True).filter(_runnable(now), pk__in=picked)
+                    .values_list(*_COLUMNS))
         if rows:
             Run.objects.filter(pk__in=[row[0] for row in rows]).update(
                 attempt=F("attempt") + 1, lease_owner=owner, lease_expires_at=expires)
-        claims = [Claim(str(pk), attempt + 1, status, previous) for pk, attempt, previous, status, *_ in rows]
+        rows.sort(key=lambda row: picked.index(str(row[0])))
+        claims = [_claim(row) for row in rows]
         _announce_routes(rows)
     return claims
 
 
-def _claim_conditional(owner: str, limit: int, now: Any, expires: Any) -> list[Claim]:
-    rows = list(Run.objects.filter(_runnable(now)).order_by("created_at").values_list(*_COLUMNS)[:limit])
+def _claim_conditional(owner: str, picked: list[str], now: Any, expires: Any) -> list[Claim]:
+    rows = {str(row[0]): row for row in Run.objects.filter(_runnable(now), pk__in=picked).values_list(*_COLUMNS)}
     claims, won = [], []
-    for row in rows:
-        pk, attempt, previous, status, *_ = row
+    for row in (rows[pk] for pk in picked if pk in rows):
+        pk, attempt = row[0], row[1]
         changed = Run.objects.filter(_runnable(now), pk=pk, attempt=attempt).update(
             attempt=attempt + 1, lease_owner=owner, lease_expires_at=expires)
         if changed == 1:  # another runner did not get there first
-            claims.append(Claim(str(pk), attempt + 1, status, previous))
+            claims.append(_claim(row))
             won.append(row)
     _announce_routes(won)
     return claims
 
 
+def _claim(row: tuple) -> Claim:
+    pk, attempt, previous, status, _, _, org_id = row
+    return Claim(str(pk), attempt + 1, status, previous, org_id=str(org_id))
+
+
 def _announce_routes(rows: list[tuple]) -> None:
     """`run.route.selected` for fresh runs right at the claim: the first thing a client sees, sooner."""
-    fresh = [(pk, attempt + 1, route_id) for pk, attempt, _, status, last_seq, route_id in rows
+    fresh = [(pk, attempt + 1, route_id) for pk, attempt, _, status, last_seq, route_id, _ in rows
              if last_seq == 1 and status == RunStatus.RUNNING and route_id]
     routes = {route.pk: route for route in Route.objects.filter(pk__in={route_id for *_, route_id in fresh})}
     for pk, attempt, route_id in fresh:
@@ -89,10 +163,22 @@ def leases_renew(*, owner: str, held: dict[str, int], lease_seconds: float) -> l
             if Run.objects.filter(pk=run_id, attempt=attempt, lease_owner=owner).update(lease_expires_at=expires) != 1]
 
 
-def lease_release(*, run_id: str, attempt: int, owner: str) -> bool:
-    """Give the run back at once (shutdown), so another runner claims it without waiting for expiry."""
-    return Run.objects.filter(pk=run_id, attempt=attempt, lease_owner=owner).update(
-        lease_owner="", lease_expires_at=None) == 1
+def lease_release(*, run_id: str, attempt: int, owner: str, restart_reason: str | None = None) -> bool:
+    """Give the run back at once, so another runner claims it without waiting for expiry.
+
+    With `restart_reason` (the run was interrupted: its writes may be lost), `run.restarted` is
+    written with the release, in one transaction, so the interruption counts towards the limit
+    even if nothing else of the attempt reached the log. Without (shutdown), the next claimant
+    marks a restart only if the run had output in flight.
+    """
+    if restart_reason is None:
+        return Run.objects.filter(pk=run_id, attempt=attempt, lease_owner=owner).update(**RELEASE) == 1
+    with transaction.atomic():
+        if Run.objects.filter(pk=run_id, attempt=attempt, lease_owner=owner).update(**RELEASE) != 1:
+            return False
+        event_append(run_id=run_id, type="run.restarted", attempt=attempt,
+                     data={"attempt": attempt + 1, "reason": restart_reason})
+    return True
 
 
 def runs_cancelling(*, owner: str) -> list[str]:

@@ -4,16 +4,17 @@
 completes, fails, or waits for the user; it returns the outcome for the runner's log line.
 Every write carries the claim's `attempt`, so a loop whose lease was taken over is refused
 (EventRejected) and the runner drops it. Cancellation arrives as `asyncio.CancelledError` from
-the runner; the loop itself never catches it.
+the runner; the loop itself never catches it. The run's limits are checked before each provider
+call and each tool (`budget.py`); its timeout interrupts whatever the loop awaits.
 """
 from __future__ import annotations
 
+import asyncio
 import json
-from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
-from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -21,27 +22,30 @@ from personas.models import Route
 from runs.events import event_append
 from runs.models import RunStatus
 from runs.runner import costs
+from runs.runner.budget import Exceeded
 from runs.runner.context import RunContext, context_load, route_selected_data
 from runs.runner.db import Db
+from runs.runner.leases import MAX_INTERRUPTIONS, RELEASE, Claim, interruption_ends_run
 from runs.runner.providers.base import Entry, ProviderError, TextDelta, ToolCall, TurnRequest
 from runs.runner.retry import TurnCaller, TurnOutput
-from runs.runner.state import CallState, Turn
-from runs.runner.tools import ASK_USER, ToolFailed, ask_user_prompt, tool_run, tool_specs
+from runs.runner.state import CallState, RestartReason, Turn
+from runs.runner.tools import ASK_USER, ToolFailed, ask_user_prompt, tool_call, tool_specs
+from runs.runner.window import input_budget, window_fit
 from runs.runner.writer import EventWriter
-from threads.models import Message, Thread
-from threads.services import message_create
+from runs.services import run_complete
 
-RELEASE = {"lease_owner": "", "lease_expires_at": None}
 APPROVALS = {"approve", "yes"}
-LOST_LEASES_LIMIT = 3
 
 
-@dataclass
-class Claim:
-    run_id: str
-    attempt: int
-    status: str
-    previous_owner: str  # non-empty: we took over an expired lease
+class Outcome(StrEnum):
+    """How one execution of a run ended; the runner logs it."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    WAITING = "waiting"        # for the user's input; the run holds no lease meanwhile
+    CANCELLED = "cancelled"
+    RELEASED = "released"      # given back: the next claim resumes it from its log
+    ABANDONED = "abandoned"    # dropped without a write (lease lost, or the database unreachable)
 
 
 class AgentLoop:
@@ -51,8 +55,8 @@ class AgentLoop:
         self.writer = writer
         self.ctx: RunContext | None = None
 
-    async def execute(self) -> str:
-        """Run until an outcome: "completed", "failed", "waiting", "cancelled"."""
+    async def execute(self) -> Outcome:
+        """Run until an outcome: completed, failed, waiting or cancelled."""
         self.ctx = await self.db.call(context_load, self.claim.run_id)
         if self.claim.status == RunStatus.CANCELLING:
             return await self.cancel("cancel_requested")
@@ -63,34 +67,46 @@ class AgentLoop:
             await self._route_selected(self.ctx.routes[0])
         if outcome is not None:
             return outcome
+        deadline = self.ctx.budget.deadline(asyncio.get_running_loop().time())
         try:
-            return await self._drive()
+            async with asyncio.timeout_at(deadline) as scope:
+                return await self._drive()
         except _Finished as finished:
             return finished.outcome
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            return await self._over_budget(self.ctx.budget.timed_out())
 
-    async def _recover(self) -> str | None:
-        """After a takeover (or a release mid-turn): mark the restart, or give up after 3 lost leases."""
+    @property
+    def restarts(self) -> int:
+        """How many times the run was restarted so far (0 before its log is loaded)."""
+        return self.ctx.log.restarts if self.ctx is not None else 0
+
+    async def _recover(self) -> Outcome | None:
+        """After a takeover (or a release mid-turn): mark the restart, or fail on the last interruption."""
         log = self.ctx.log
         if self.claim.previous_owner:
-            if log.lost_leases + 1 >= LOST_LEASES_LIMIT:
-                return await self.fail("worker.lost", f"the run lost its runner {LOST_LEASES_LIMIT} times")
-            await self._append("run.restarted", {"attempt": self.claim.attempt, "reason": "lease_expired"})
-            log.lost_leases += 1
+            if interruption_ends_run(log.restarts):
+                return await self.fail("worker.lost", f"the run was interrupted {MAX_INTERRUPTIONS} times")
+            await self._append("run.restarted", {"attempt": self.claim.attempt,
+                                                   "reason": RestartReason.LEASE_EXPIRED})
+            log.restarts += 1
         elif log.partial:
-            await self._append("run.restarted", {"attempt": self.claim.attempt, "reason": "released"})
+            await self._append("run.restarted", {"attempt": self.claim.attempt, "reason": RestartReason.RELEASED})
         log.partial = False
         return None
 
-    async def _drive(self) -> str:
-        log, persona = self.ctx.log, self.ctx.persona
+    async def _drive(self) -> Outcome:
+        log = self.ctx.log
         while True:
             if log.turns and (outcome := await self._settle_tools(log.turns[-1])):
                 return outcome
             last = log.turns[-1] if log.turns else None
             if last is not None and last.is_final:
                 return await self._complete()
-            if len(log.turns) >= persona.max_iterations:
-                return await self.fail("budget.exceeded", f"no final answer within {persona.max_iterations} turns")
+            if exceeded := self.ctx.budget.before_turn(log, self._routes_from_current()[0]):
+                return await self._over_budget(exceeded)
             turn = await self._turn()
             if turn.ask is not None and turn.ask_input is None:
                 return await self._wait({"kind": "question", "prompt": turn.ask})
@@ -100,18 +116,29 @@ class AgentLoop:
     async def _turn(self) -> Turn:
         caller = TurnCaller(emit=self._emit_delta, on_retry=self._retry, on_route=self._route_selected)
         routes = self._routes_from_current()
+        request = await self._request(routes[0])
         try:
-            output = await caller.call(routes, self._request())
+            output = await caller.call(routes, request)
         except ProviderError as exc:
             await self.fail(exc.error_class, exc.message)
-            raise _Finished("failed") from None
+            raise _Finished(Outcome.FAILED) from None
         return await self._commit_turn(output)
 
-    def _request(self) -> TurnRequest:
-        persona = self.ctx.persona
-        return TurnRequest(system_prompt=persona.system_prompt, entries=self._entries(),
-                           tools=tool_specs(persona.tools), max_output_tokens=persona.max_output_tokens,
-                           temperature=persona.temperature)
+    async def _request(self, route: Route) -> TurnRequest:
+        """The next call: the prompt, the newest messages that fit the route's window (announcing
+        what was left out), `max_tokens` capped by the run's budget."""
+        persona, log = self.ctx.persona, self.ctx.log
+        tools = tool_specs(persona.tools)
+        max_tokens = self.ctx.budget.max_tokens(log, route, persona.max_output_tokens)
+        room = input_budget(context_window=route.context_window, max_tokens=max_tokens,
+                            system_prompt=persona.system_prompt, tools=tools)
+        entries, dropped = window_fit(self._entries(), room)
+        dropped += self.ctx.older_messages
+        if dropped > log.dropped_messages:
+            await self._append("run.context.truncated", {"dropped_messages": dropped})
+            log.dropped_messages = dropped
+        return TurnRequest(system_prompt=persona.system_prompt, entries=entries, tools=tools,
+                           max_output_tokens=max_tokens, temperature=persona.temperature)
 
     def _entries(self) -> list[Entry]:
         entries = list(self.ctx.conversation)
@@ -171,14 +198,14 @@ class AgentLoop:
 
     # --- tools ----------------------------------------------------------------------------------
 
-    async def _settle_tools(self, turn: Turn) -> str | None:
+    async def _settle_tools(self, turn: Turn) -> Outcome | None:
         """Give every tool call of the last turn an outcome; "waiting" when one needs the user."""
         for state in turn.calls:
             if state.outcome is None and (outcome := await self._settle(state)):
                 return outcome
         return None
 
-    async def _settle(self, state: CallState) -> str | None:
+    async def _settle(self, state: CallState) -> Outcome | None:
         call, persona = state.call, self.ctx.persona
         if call.name not in persona.tools:
             return await self._deny(state, f"tool {call.name!r} is not allowed for this persona")
@@ -192,18 +219,21 @@ class AgentLoop:
                                      **_call_fields(call)})
         return await self._execute(state)
 
-    async def _answered(self, state: CallState) -> str | None:
+    async def _answered(self, state: CallState) -> Outcome | None:
         if state.call.name == ASK_USER:
             return await self._record(state, {"result": state.input})
         if state.input.strip().lower() in APPROVALS:
             return await self._execute(state)
         return await self._deny(state, "the user did not approve this tool call")
 
-    async def _execute(self, state: CallState) -> None:
+    async def _execute(self, state: CallState) -> Outcome | None:
+        if exceeded := self.ctx.budget.before_tool(self.ctx.log):
+            return await self._over_budget(exceeded)
         try:
-            outcome: dict[str, Any] = {"result": tool_run(state.call.name, state.call.arguments)}
+            outcome: dict[str, Any] = {"result": await tool_call(state.call.name, state.call.arguments)}
         except ToolFailed as exc:
             outcome = {"error": {"error_class": exc.error_class, "message": exc.message}}
+        self.ctx.log.tools_executed += 1
         return await self._record(state, outcome)
 
     async def _record(self, state: CallState, outcome: dict[str, Any]) -> None:
@@ -218,31 +248,34 @@ class AgentLoop:
 
     # --- outcomes ---------------------------------------------------------------------------------
 
-    async def _wait(self, data: dict[str, Any]) -> str:
+    async def _wait(self, data: dict[str, Any]) -> Outcome:
         """Hand the run to the user: status waiting_for_input, lease released, nothing held."""
         await self._append("run.waiting_for_input", data, status=RunStatus.WAITING_FOR_INPUT,
                            fields={**RELEASE, "waiting_since": timezone.now()})
-        return "waiting"
+        return Outcome.WAITING
 
-    async def _complete(self) -> str:
-        await self.writer.flush(self.claim.run_id)
+    async def _complete(self) -> Outcome:
+        await self.writer.flush(self.claim.run_id, self.claim.attempt)
         log = self.ctx.log
         await self.db.call(run_complete, run_id=self.claim.run_id, attempt=self.claim.attempt,
                            thread_id=self.ctx.run.thread_id, reply=log.reply, usage=log.usage.as_dict(), cost=log.cost)
-        return "completed"
+        return Outcome.COMPLETED
 
-    async def fail(self, error_class: str, message: str) -> str:
-        await self._append("run.failed", {"error_class": error_class, "message": message},
-                           fields={**RELEASE, "error_class": error_class})
-        return "failed"
+    async def fail(self, error_class: str, message: str, *, limit: str | None = None) -> Outcome:
+        data = {"error_class": error_class, "message": message, **({"limit": limit} if limit else {})}
+        await self._append("run.failed", data, fields={"error_class": error_class})
+        return Outcome.FAILED
 
-    async def cancel(self, reason: str) -> str:
-        await self._append("run.cancelled", {"reason": reason}, fields=dict(RELEASE))
-        return "cancelled"
+    async def _over_budget(self, exceeded: Exceeded) -> Outcome:
+        return await self.fail("budget.exceeded", exceeded.message, limit=exceeded.limit)
+
+    async def cancel(self, reason: str) -> Outcome:
+        await self._append("run.cancelled", {"reason": reason})
+        return Outcome.CANCELLED
 
     async def _append(self, type: str, data: dict[str, Any], **kwargs: Any) -> None:
         """Write one event after the run's queued ones (keeps the order), fenced by our attempt."""
-        await self.writer.flush(self.claim.run_id)
+        await self.writer.flush(self.claim.run_id, self.claim.attempt)
         await self.db.call(event_append, run_id=self.claim.run_id, type=type, data=data,
                            attempt=self.claim.attempt, **kwargs)
 
@@ -250,25 +283,8 @@ class AgentLoop:
 class _Finished(Exception):
     """The loop ended early with an outcome already written."""
 
-    def __init__(self, outcome: str) -> None:
+    def __init__(self, outcome: Outcome) -> None:
         self.outcome = outcome
-
-
-def run_complete(*, run_id: str, attempt: int, thread_id: Any, reply: str, usage: dict[str, int],
-                 cost: Decimal) -> Message:
-    """The assistant message, the run's totals and `run.completed` — one transaction, fenced."""
-    with transaction.atomic():
-        message = message_create(thread=Thread.objects.get(pk=thread_id), content=reply,
-                                 role=Message.Role.ASSISTANT, run_id=run_id)
-        credits = costs.credits_for(cost)
-        event_append(run_id=run_id, type="run.completed", attempt=attempt,
-                     data={"usage": usage, "total_cost_usd": costs.cost_number(cost), "credits_used": credits,
-                           "message_id": str(message.pk)},
-                     fields={**RELEASE, "total_input_tokens": usage["input_tokens"],
-                             "total_output_tokens": usage["output_tokens"],
-                             "total_cached_input_tokens": usage["cached_input_tokens"],
-                             "total_cost_usd": cost, "credits_used": credits})
-    return message
 
 
 def _call_fields(call: ToolCall) -> dict[str, Any]:

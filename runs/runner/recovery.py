@@ -3,7 +3,7 @@
 - A waiting run whose input never came within ARKLOOP_INPUT_TIMEOUT_SECONDS → `run.failed input.timeout`.
 - A run whose runner's lease expired (the runner died) → its lease is taken away (attempt + 1
   fences the dead runner) and `run.restarted` is written, so the next runner resumes it at once;
-  after 3 lost leases → `run.failed worker.lost`; a `cancelling` one → `run.cancelled`.
+  on its third interruption → `run.failed worker.lost`; a `cancelling` one → `run.cancelled`.
 Each run is handled in its own transaction, guarded by a conditional UPDATE that only one
 sweeper (or runner) can win.
 """
@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from runs.events import EventRejected, event_append
 from runs.models import Run, RunEvent, RunStatus
-from runs.runner.leases import RUNNABLE_STATUSES
-from runs.runner.loop import LOST_LEASES_LIMIT, RELEASE
+from runs.runner.leases import MAX_INTERRUPTIONS, RELEASE, RUNNABLE_STATUSES, interruption_ends_run
+from runs.runner.state import RestartReason
 
 BATCH = 100
 
@@ -60,13 +60,14 @@ def _reap(pk: Any, attempt: int, status: str) -> None:
     if status == RunStatus.CANCELLING:
         _append(pk, "run.cancelled", {"reason": "cancel_requested"})
         return
-    lost = RunEvent.objects.filter(run_id=pk, type="run.restarted", data__reason="lease_expired").count() + 1
-    if lost >= LOST_LEASES_LIMIT:
+    restarts = (RunEvent.objects.filter(run_id=pk, type="run.restarted")
+                .exclude(data__reason=RestartReason.RELEASED).count())
+    if interruption_ends_run(restarts):
         _append(pk, "run.failed", {"error_class": "worker.lost",
-                                   "message": f"the run lost its runner {LOST_LEASES_LIMIT} times"},
+                                   "message": f"the run was interrupted {MAX_INTERRUPTIONS} times"},
                 fields={"error_class": "worker.lost"})
     else:
-        _append(pk, "run.restarted", {"attempt": attempt, "reason": "lease_expired"})
+        _append(pk, "run.restarted", {"attempt": attempt, "reason": RestartReason.LEASE_EXPIRED})
 
 
 def _append(pk: Any, type: str, data: dict, **kwargs: Any) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from arkloop.text import text_clean
 from personas.models import Route
 from runs.runner.providers import provider_for
 from runs.runner.providers.base import Ask, ProviderError, TextDelta, ToolCall, TurnRequest, Usage
@@ -88,6 +89,10 @@ class TurnCaller:
 
     def _take(self, output: TurnOutput, item: object) -> None:
         if isinstance(item, TextDelta):
+            # Cleaned here already (storage cleans it anyway) so that the reply, the sum of the
+            # deltas, is cleaned piece by piece exactly as they are: a surrogate pair split across
+            # two deltas is two U+FFFD in both.
+            item.text = text_clean(item.text)
             if item.channel is None:
                 output.text += item.text
             output.emitted = True

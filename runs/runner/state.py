@@ -10,9 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from runs.runner.providers.base import ToolCall, Usage
+from runs.runner.tools import ASK_USER
+
+
+class RestartReason(StrEnum):
+    """Why a run was restarted (`run.restarted.reason`)."""
+
+    LEASE_EXPIRED = "lease_expired"    # its runner died or froze: an interruption
+    DATABASE_ERROR = "database_error"  # its writes may be lost (the database broke): an interruption
+    RELEASED = "released"              # given back at shutdown mid-turn: not an interruption
 
 
 @dataclass
@@ -40,7 +50,9 @@ class RunLog:
     turns: list[Turn] = field(default_factory=list)
     partial: bool = False         # output after the last committed turn
     route_id: str = ""            # the last run.route.selected
-    lost_leases: int = 0          # run.restarted after an expired lease
+    restarts: int = 0             # run.restarted after an interruption (not a release at shutdown)
+    tools_executed: int = 0       # tool.result of a tool that ran (not an answer to ask_user)
+    dropped_messages: int = 0     # the last run.context.truncated
     usage: Usage = field(default_factory=Usage)
     cost: Decimal = Decimal(0)
     last_type: str = ""
@@ -82,10 +94,12 @@ def _apply(log: RunLog, current: Turn, type: str, data: dict[str, Any]) -> Turn:
         return Turn()
     elif type == "run.restarted":
         log.partial = False
-        log.lost_leases += data.get("reason") == "lease_expired"
+        log.restarts += data.get("reason") != RestartReason.RELEASED
         return Turn()
     elif type == "run.route.selected":
         log.route_id = data.get("route_id", "")
+    elif type == "run.context.truncated":
+        log.dropped_messages = data.get("dropped_messages", 0)
     else:
         _apply_outcome(log, type, data)
     return current
@@ -96,6 +110,7 @@ def _apply_outcome(log: RunLog, type: str, data: dict[str, Any]) -> None:
     state = log.call(data.get("tool_call_id", "")) if data.get("tool_call_id") else None
     if type == "tool.result" and state:
         state.outcome = {k: data[k] for k in ("result", "error") if k in data}
+        log.tools_executed += state.call.name != ASK_USER
     elif type == "tool.denied" and state:
         state.outcome = {"denied": data.get("reason", "")}
     elif type == "run.waiting_for_input":

@@ -1,13 +1,20 @@
 """The tool registry: what a model may call, with JSON schemas for the providers.
 
-Tools are small synchronous functions of their arguments. `ask_user` is special: it has no
-function, the agent loop turns it into `run.waiting_for_input` (kind `question`) and the user's
-answer becomes its result. Permission (the persona's `tools` and `confirm_tools`) is checked by
-the loop, not here.
+The agent loop runs a tool with `await tool_call(name, arguments)`, the one way in. A tool's
+function is a plain function of its arguments or a coroutine function; a plain one runs on a
+small thread pool of its own, so the awaiting run can be cancelled or time out at once whatever
+the tool does (an abandoned call finishes on its thread, its result unused), and a slow tool
+never blocks the event loop the other runs share. `ask_user` is special: it has no function, the
+loop turns it into `run.waiting_for_input` (kind `question`) and the user's answer becomes its
+result. Permission (the persona's `tools` and `confirm_tools`) is checked by the loop, not here.
 """
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +24,8 @@ from runs.runner.calculator import CalculatorError, calculate
 from runs.runner.providers.base import ToolSpec
 
 ASK_USER = "ask_user"
+# Threads for plain-function tools; an abandoned call holds one until its function returns.
+_THREADS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="arkloop-tool")
 
 
 class ToolFailed(Exception):
@@ -29,7 +38,7 @@ class ToolFailed(Exception):
 @dataclass
 class Tool:
     spec: ToolSpec
-    function: Callable[[dict[str, Any]], Any] | None  # None: handled by the loop (ask_user)
+    function: Callable[[dict[str, Any]], Any] | None  # plain or async; None: handled by the loop (ask_user)
 
 
 def _echo(arguments: dict[str, Any]) -> Any:
@@ -69,13 +78,16 @@ def tool_specs(names: list[str]) -> list[ToolSpec]:
     return [REGISTRY[name].spec for name in names if name in REGISTRY]
 
 
-def tool_run(name: str, arguments: dict[str, Any]) -> Any:
-    """Run a registered tool; raises ToolFailed with an error class for any failure."""
+async def tool_call(name: str, arguments: dict[str, Any]) -> Any:
+    """Run a registered tool and return its result; raises ToolFailed with an error class for any
+    failure. Cancelling the caller abandons the call at once (see the module docstring)."""
     tool = REGISTRY.get(name)
     if tool is None or tool.function is None:
         raise ToolFailed("tool.not_found", f"no tool named {name[:100]!r}")
     try:
-        return tool.function(arguments)
+        if inspect.iscoroutinefunction(tool.function):
+            return await tool.function(arguments)
+        return await asyncio.get_running_loop().run_in_executor(_THREADS, functools.partial(tool.function, arguments))
     except ToolFailed:
         raise
     except Exception as exc:  # a tool's bug must not kill the run: the model gets the error

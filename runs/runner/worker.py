@@ -5,6 +5,9 @@ thread pool (`db.Db`) and one group-commit event writer (`writer.EventWriter`); 
 wake-ups arrive on one LISTEN connection (`listen.py`), SQLite is polled every 100 ms. Each
 pass of the main loop is a small method (`claim_pass`, `renew_pass`, `cancel_pass`,
 `sweep_pass`) that tests can call on their own.
+
+A run's task ends with an `Outcome` (loop.py). The runner stops a task by cancelling it, after
+recording why (`StopReason`), and then writes what that reason calls for (`_interrupted`).
 """
 from __future__ import annotations
 
@@ -14,7 +17,9 @@ import os
 import socket
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
+from enum import StrEnum
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
@@ -22,9 +27,11 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from runs.events import EventRejected
 from runs.runner import leases, recovery
 from runs.runner.db import DEFAULT_THREADS, Db
+from runs.runner.leases import Claim, interruption_ends_run
 from runs.runner.listen import listen_work
-from runs.runner.loop import AgentLoop, Claim
-from runs.runner.writer import EventWriter
+from runs.runner.loop import AgentLoop, Outcome
+from runs.runner.state import RestartReason
+from runs.runner.writer import EventsUnstorable, EventWriter
 
 log = logging.getLogger("runs.runner")
 SQLITE_POLL_SECONDS = 0.1
@@ -32,21 +39,35 @@ POSTGRES_POLL_SECONDS = 1.0  # a safety net only: NOTIFY wakes the runner, expir
 SWEEP_SECONDS = 5.0
 DB_DOWN_BACKOFF_SECONDS = (0.2, 5.0)  # first and longest pause between passes while the database fails
 # Errors that say "the connection or the transaction broke", not "this run is wrong": the run is
-# restarted from its log (it may be retried forever), never failed.
+# restarted from its log (an interruption: the third one fails it), not failed at once.
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+
+
+class StopReason(StrEnum):
+    """Why the runner stopped a run's task (recorded before the task is cancelled)."""
+
+    CANCEL = "cancel"          # the user cancelled the run: write run.cancelled
+    LOST = "lost"              # its lease was taken over: write nothing more
+    SHUTDOWN = "shutdown"      # SIGTERM and the grace period is over: release it
+    DB_ERROR = "db_error"      # the database failed (its writes may be lost): restart it from its log
+    UNSTORABLE = "unstorable"  # the database refuses this run's events: fail it
 
 
 @dataclass
 class _Handle:
     claim: Claim
     task: asyncio.Task
-    stop_reason: str = ""  # "cancel" | "lost" | "shutdown" | "db_error", set before the task is cancelled
+    stop_reason: StopReason | None = None
 
 
 class Worker:
     def __init__(self, *, concurrency: int = 16, lease_seconds: float | None = None, grace: float = 10.0,
-                 db_threads: int = DEFAULT_THREADS, owner: str | None = None) -> None:
+                 db_threads: int = DEFAULT_THREADS, owner: str | None = None,
+                 slots_per_org: int | None = None) -> None:
         self.concurrency = concurrency
+        # Runs of one org executed at once: by default half the slots, so two orgs can fill the
+        # runner but one cannot, and any third org's run starts at the next free slot.
+        self.slots_per_org = slots_per_org or settings.ARKLOOP_RUNNER_SLOTS_PER_ORG or max(1, concurrency // 2)
         self.lease_seconds = lease_seconds or settings.ARKLOOP_LEASE_SECONDS
         self.grace = grace
         self.db_threads = db_threads
@@ -64,11 +85,13 @@ class Worker:
         # context loads (200 runs claimed at once mean ~1,000 queries); the rest share the others.
         self.db = Db(max(1, self.db_threads - 1))
         self.write_db = Db(1)
-        self.writer = EventWriter(self.write_db, on_rejected=self._on_rejected, on_error=self._on_write_failed)
+        self.writer = EventWriter(self.write_db, on_rejected=self._on_rejected, on_error=self._on_write_failed,
+                                  on_unstorable=self._on_unstorable)
         background = [asyncio.create_task(self.writer.run_forever()), asyncio.create_task(self._renew_forever())]
         if self.postgres:
             background.append(asyncio.create_task(listen_work(on_notify=self._on_notify, on_connect=self.wake)))
-        log.info("runner %s started (concurrency %d, lease %.1fs)", self.owner, self.concurrency, self.lease_seconds)
+        log.info("runner %s started (concurrency %d, %d per org, lease %.1fs)", self.owner, self.concurrency,
+                 self.slots_per_org, self.lease_seconds)
         try:
             await self._main(once)
         finally:
@@ -118,7 +141,7 @@ class Worker:
         if tasks:
             await asyncio.wait(tasks, timeout=self.grace)
         for handle in list(self.active.values()):
-            self._interrupt(handle, "shutdown")
+            self._interrupt(handle, StopReason.SHUTDOWN)
         await asyncio.gather(*(h.task for h in list(self.active.values())), return_exceptions=True)
         for task in background:
             task.cancel()
@@ -130,11 +153,14 @@ class Worker:
     # --- passes -----------------------------------------------------------------------------------
 
     async def claim_pass(self) -> int:
-        """Claim as many runnable runs as there is room for and start them; returns how many."""
+        """Claim as many runnable runs as there is room for (fairly between orgs) and start them;
+        returns how many."""
         room = self.concurrency - len(self.active)
         if self.stopping or room <= 0:
             return 0
-        claims = await self.db.call(leases.runs_claim, owner=self.owner, limit=room, lease_seconds=self.lease_seconds)
+        held = Counter(handle.claim.org_id for handle in self.active.values())
+        claims = await self.db.call(leases.runs_claim, owner=self.owner, limit=room, lease_seconds=self.lease_seconds,
+                                    held=held, slots_per_org=self.slots_per_org)
         for claim in claims:
             self._start(claim)
         return len(claims)
@@ -152,7 +178,7 @@ class Worker:
         if self.active:
             for run_id in await self.db.call(leases.runs_cancelling, owner=self.owner):
                 if run_id in self.active:
-                    self._interrupt(self.active[run_id], "cancel")
+                    self._interrupt(self.active[run_id], StopReason.CANCEL)
 
     async def sweep_pass(self) -> None:
         for run_id in await self.db.call(recovery.runs_fail_timed_out_inputs):
@@ -177,7 +203,7 @@ class Worker:
         if stale is not None:
             # Our own lease expired under a live task (renewals failed: the database was away).
             # That task is fenced now; stop it and start the new claim once it is gone.
-            self._interrupt(stale, "lost")
+            self._interrupt(stale, StopReason.LOST)
             stale.task.add_done_callback(lambda _: self._start(claim))
             return
         if claim.previous_owner == self.owner:
@@ -191,75 +217,103 @@ class Worker:
 
     async def _execute(self, handle: _Handle) -> None:
         agent = AgentLoop(claim=handle.claim, db=self.db, writer=self.writer)
+        detail = ""
         try:
             outcome = await agent.execute()
         except asyncio.CancelledError:
             asyncio.current_task().uncancel()
-            outcome = await self._interrupted(handle, agent)
+            outcome, detail = await self._interrupted(handle, agent)
         except EventRejected as exc:
-            outcome = f"abandoned ({exc.reason})"
+            outcome, detail = Outcome.ABANDONED, exc.reason
+        except EventsUnstorable:
+            handle.stop_reason = StopReason.UNSTORABLE  # no second interruption while failing it
+            outcome, detail = await self._failed(agent, "the run's output could not be stored")
         except TRANSIENT_DB_ERRORS as exc:
             log.warning("run %s: database error (%s); restarting it from its log", handle.claim.run_id, exc)
-            handle.stop_reason = "db_error"  # no second interruption while releasing
-            outcome = await self._release(handle)
+            handle.stop_reason = StopReason.DB_ERROR
+            outcome, detail = await self._restart(handle, agent)
         except Exception:
             log.exception("run %s crashed", handle.claim.run_id)
-            outcome = await self._failed(agent)
+            outcome, detail = await self._failed(agent, "the runner hit an unexpected error")
         finally:
             self.active.pop(handle.claim.run_id, None)
-            self.writer.forget(handle.claim.run_id)
+            self.writer.forget(handle.claim.run_id, handle.claim.attempt)
             self.wake()  # room for another claim
-        log.info("run %s %s (attempt %d)", handle.claim.run_id, outcome, handle.claim.attempt)
+        log.info("run %s %s%s (attempt %d)", handle.claim.run_id, outcome, f" ({detail})" if detail else "",
+                 handle.claim.attempt)
 
-    async def _interrupted(self, handle: _Handle, agent: AgentLoop) -> str:
+    async def _interrupted(self, handle: _Handle, agent: AgentLoop) -> tuple[Outcome, str]:
+        """Write what the reason the task was stopped for calls for."""
         try:
-            if handle.stop_reason == "cancel":
-                return await agent.cancel("cancel_requested")
-            if handle.stop_reason in ("shutdown", "db_error"):
-                return await self._release(handle)
+            match handle.stop_reason:
+                case StopReason.CANCEL:
+                    return await agent.cancel("cancel_requested"), ""
+                case StopReason.SHUTDOWN:
+                    return await self._release(handle)
+                case StopReason.DB_ERROR:
+                    return await self._restart(handle, agent)
+                case StopReason.UNSTORABLE:
+                    return await self._failed(agent, "the run's output could not be stored")
         except EventRejected as exc:
-            return f"abandoned ({exc.reason})"
-        return "abandoned (lease_lost)"
+            return Outcome.ABANDONED, exc.reason
+        return Outcome.ABANDONED, "lease_lost"
 
-    async def _release(self, handle: _Handle) -> str:
-        """Give the run back so the next claim resumes it from its log (`run.restarted released`);
-        if even that fails, the lease expires and a claim does the same."""
+    async def _restart(self, handle: _Handle, agent: AgentLoop) -> tuple[Outcome, str]:
+        """The database failed the run (its writes may be lost): an interruption. Give it back with
+        `run.restarted database_error`, so the next claim resumes it from its log, or fail it if this
+        was its last allowed interruption."""
+        if interruption_ends_run(agent.restarts):
+            return await self._failed(agent, "the database failed the run too many times")
+        return await self._release(handle, restart_reason=RestartReason.DATABASE_ERROR)
+
+    async def _release(self, handle: _Handle, *, restart_reason: str | None = None) -> tuple[Outcome, str]:
+        """Give the run back so the next claim resumes it from its log; if even that fails, the lease
+        expires and a claim does the same (then counted as a lost runner)."""
         claim = handle.claim
         for pause in (0.2, 0.5, 1.0):  # a terminated connection is replaced on the next call
             try:
-                await self.db.call(leases.lease_release, run_id=claim.run_id, attempt=claim.attempt,
-                                   owner=self.owner)
-                return "released"
+                released = await self.db.call(leases.lease_release, run_id=claim.run_id, attempt=claim.attempt,
+                                              owner=self.owner, restart_reason=restart_reason)
+                return (Outcome.RELEASED, restart_reason or "") if released else (Outcome.ABANDONED, "lease_lost")
             except DatabaseError:
                 await asyncio.sleep(pause)
-        return "abandoned (database unavailable; the lease will expire)"
+        return Outcome.ABANDONED, "database unavailable; the lease will expire"
 
-    async def _failed(self, agent: AgentLoop) -> str:
+    async def _failed(self, agent: AgentLoop, message: str) -> tuple[Outcome, str]:
         try:
-            return await agent.fail("internal.error", "the runner hit an unexpected error")
+            return await agent.fail("internal.error", message), ""
         except Exception:
-            return "abandoned (could not record the failure)"
+            return Outcome.ABANDONED, "could not record the failure"
 
-    def _interrupt(self, handle: _Handle, reason: str) -> None:
-        if not handle.stop_reason:
+    def _interrupt(self, handle: _Handle, reason: StopReason) -> None:
+        if handle.stop_reason is None:
             handle.stop_reason = reason
             handle.task.cancel()
 
     def _on_rejected(self, run_id: str, reason: str, attempt: int) -> None:
         """A write was refused: the lease was taken over (or the run ended); drop the run quietly."""
-        handle = self.active.get(run_id)
-        if handle is not None and handle.claim.attempt == attempt:  # not a later claim of ours
+        handle = self._handle(run_id, attempt)
+        if handle is not None:
             log.info("run %s: write refused (%s), dropping it", run_id, reason)
-            self._interrupt(handle, "lost")
+            self._interrupt(handle, StopReason.LOST)
 
     def _on_write_failed(self, run_id: str, attempt: int) -> None:
-        """Events of the run may be lost (the batch failed): restart it from its log."""
+        """Events of the run may be lost (the database failed): restart it from its log."""
+        if (handle := self._handle(run_id, attempt)) is not None:
+            self._interrupt(handle, StopReason.DB_ERROR)
+
+    def _on_unstorable(self, run_id: str, attempt: int) -> None:
+        """The database refuses this run's events: fail it (the other runs of the batch went on)."""
+        if (handle := self._handle(run_id, attempt)) is not None:
+            self._interrupt(handle, StopReason.UNSTORABLE)
+
+    def _handle(self, run_id: str, attempt: int) -> _Handle | None:
+        """The task executing this attempt of the run (not a later claim of ours), if any."""
         handle = self.active.get(run_id)
-        if handle is not None and handle.claim.attempt == attempt:
-            self._interrupt(handle, "db_error")
+        return handle if handle is not None and handle.claim.attempt == attempt else None
 
     def _on_notify(self, run_id: str, type: str) -> None:
         if type == "run.cancel_requested" and run_id in self.active:
-            self._interrupt(self.active[run_id], "cancel")
+            self._interrupt(self.active[run_id], StopReason.CANCEL)
         elif type in ("run.started", "run.input_provided"):
             self.wake()

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
+from arkloop.text import json_clean
 from runs.models import TERMINAL_EVENT_STATUS
 
 PING = b": ping\n\n"
@@ -33,7 +34,16 @@ def rfc3339(value: dt.datetime) -> str:
 
 def render_frame(*, run_id: str, seq: int, type: str, data: dict[str, Any], created_at: dt.datetime) -> Frame:
     payload = {"seq": seq, "type": type, "data": data, "created_at": rfc3339(created_at), "run_id": run_id}
-    # json.dumps escapes CR and LF inside strings, so the data line is always a single line.
-    line = json.dumps(payload, cls=DjangoJSONEncoder, ensure_ascii=False, separators=(",", ":"))
-    body = f"id: {seq}\nevent: {type}\ndata: {line}\n\n".encode()
+    try:
+        body = _frame_bytes(seq, type, payload)
+    except (UnicodeEncodeError, ValueError):
+        # Stored before text from elsewhere was cleaned on the way in (a lone surrogate cannot be
+        # UTF-8, NaN is not JSON): send it cleaned rather than fail the stream.
+        body = _frame_bytes(seq, type, json_clean(payload))
     return Frame(seq=seq, terminal=type in TERMINAL_EVENT_STATUS, body=body)
+
+
+def _frame_bytes(seq: int, type: str, payload: dict[str, Any]) -> bytes:
+    # json.dumps escapes CR and LF inside strings, so the data line is always a single line.
+    line = json.dumps(payload, cls=DjangoJSONEncoder, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return f"id: {seq}\nevent: {type}\ndata: {line}\n\n".encode()

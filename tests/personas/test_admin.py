@@ -43,7 +43,7 @@ def test_route_list_search_and_filters_render_without_secrets(staff, paid_route)
 def route_form(**overrides) -> dict:
     form = {"org": "", "provider": "openai", "model": "gpt-test", "base_url": "http://127.0.0.1:9/v1",
             "api_key_env": "", "price_input": "3", "price_cached_input": "0.3", "price_output": "15",
-            "priority": "0", "fallback": "", "is_active": "on", "api_key": ""}
+            "context_window": "128000", "priority": "0", "fallback": "", "is_active": "on", "api_key": ""}
     return {**form, **overrides}
 
 

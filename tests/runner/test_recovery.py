@@ -111,7 +111,7 @@ def test_batch_writes_of_a_stale_attempt_are_refused_and_others_are_kept(alice):
     refused = event_append_batch([(stale, 1, "message.delta", {"content": "late", "role": "assistant"}),
                                   (live, 2, "message.delta", {"content": "a", "role": "assistant"}),
                                   (live, 2, "message.delta", {"content": "b", "role": "assistant"})])
-    assert refused == {stale: "lease_lost"}
+    assert refused == {(stale, 1): "lease_lost"}
     assert deltas(stale) == [] and deltas(live) == ["a", "b"]
     assert_gapless_prefix(live)
 
@@ -132,8 +132,8 @@ def test_writer_merges_queued_deltas_but_not_the_stubs(alice):
         for piece in ("Hel", "lo ", "world"):  # queued together, before the writer runs
             writer.append(real, 0, "message.delta", {"content": piece, "role": "assistant"}, mergeable=True)
             writer.append(scripted, 0, "message.delta", {"content": piece, "role": "assistant"})
-        await writer.flush(real)
-        await writer.flush(scripted)
+        await writer.flush(real, 0)
+        await writer.flush(scripted, 0)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(None, db.close)

@@ -240,7 +240,7 @@ def test_without_scripted_usage_tokens_are_counted_from_the_text(alice):
 
 
 def test_max_iterations_fails_the_run_with_budget_exceeded(alice, persona):
-    single = persona("single-turn", max_iterations=1)
+    single = persona("single-turn", limits={"max_turns": 1})
     _, run_id = start(alice, stub(tools=[{"name": "echo", "arguments": {"text": "x"}}], reply="never"),
                       persona_id=single)
     run_once()

@@ -11,7 +11,7 @@ from tests.runs.stories import finish, start_run, thread_with_question
 RUN_FIELDS = {"run_id", "org_id", "thread_id", "status", "persona_id", "route_id", "model", "retry_of",
               "total_input_tokens", "total_output_tokens", "total_cost_usd", "duration_ms", "cache_hit_rate",
               "credits_used", "error_class", "created_at", "completed_at", "failed_at", "cancelled_at",
-              "created_by_user_id", "created_by_user_name", "created_by_email", "trace_id"}
+              "created_by_user_id", "created_by_user_name", "created_by_email", "trace_id", "limits"}
 
 
 def runs(actor, query=""):

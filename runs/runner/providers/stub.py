@@ -3,11 +3,15 @@
 It answers the last user message of the thread, or the latest input given to the run. Plain text
 `T` → `You said: T`, one delta per word (each word keeps the whitespace that follows it, so the
 deltas concatenate to the reply exactly). `/stub {json}` scripts the turn: `reply`, `chunks`,
-`delay_ms`, `tools`, `ask`, `fail`, `fail_times`, `usage`.
+`delay_ms`, `tools`, `ask`, `fail`, `fail_times`, `usage`, `repeat`.
 
-Order within a run: `ask` first (if not answered yet), then the `tools` (if this run has no tool
-results yet), then the reply. Without `reply` the reply is `You said: <input>` after an `ask`,
+Order within a run: `ask` first (if not answered yet), then the `tools` turn (`repeat` times,
+default once), then the reply. Without `reply` the reply is `You said: <input>` after an `ask`,
 else `You said: <message>`. Its deltas are unmergeable: their count is part of the contract.
+
+A script is checked before anything else (`script_check`): a key of the wrong type or outside
+its bounds fails the call with `provider.bad_request` naming the key, so no script can stall a
+runner (`delay_ms`), flood it (`chunks`, `repeat`, `tools`, `reply`) or overflow a total (`usage`).
 """
 from __future__ import annotations
 
@@ -22,7 +26,16 @@ from typing import Any
 from runs.runner.providers.base import Ask, Entry, ProviderError, StreamItem, TextDelta, ToolCall, TurnRequest, Usage
 
 PREFIX = "/stub "
-MAX_SCRIPTED_TOKENS = 10**12  # keeps scripted costs within the Run's DecimalField
+MAX_REPLY_BYTES = 1024 * 1024
+MAX_TOOLS = 64
+MAX_USAGE = 10**9
+USAGE_KEYS = ("input_tokens", "output_tokens", "cached_input_tokens")
+# key → (accepted types, lowest, highest): numbers are checked against their bounds.
+NUMBER_BOUNDS: dict[str, tuple[tuple[type, ...], int, int]] = {
+    "delay_ms": ((int, float), 0, 60_000), "chunks": ((int,), 1, 10_000), "repeat": ((int,), 1, 1000),
+    "fail_times": ((int,), 0, 1000),
+}
+MAX_ERROR_CLASS_CHARS = 64  # Run.error_class
 
 
 @dataclass
@@ -64,6 +77,56 @@ def _count_tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
+def _bad(key: str, problem: str) -> ProviderError:
+    return ProviderError("provider.bad_request", f"stub script: `{key}` {problem}")
+
+
+def _check_number(key: str, value: Any) -> None:
+    types, low, high = NUMBER_BOUNDS[key]
+    if isinstance(value, bool) or not isinstance(value, types) or not low <= value <= high:
+        kind = "an integer" if types == (int,) else "a number"
+        raise _bad(key, f"must be {kind} from {low} to {high}")
+
+
+def _check_text(key: str, value: Any, *, max_bytes: int = MAX_REPLY_BYTES) -> None:
+    if not isinstance(value, str) or len(value.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise _bad(key, f"must be a string of at most {max_bytes} bytes")
+
+
+def _check_tools(tools: Any) -> None:
+    if not isinstance(tools, list) or len(tools) > MAX_TOOLS:
+        raise _bad("tools", f"must be a list of at most {MAX_TOOLS} tool calls")
+    for tool in tools:
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str) or not tool["name"]:
+            raise _bad("tools", 'must hold objects {"name": "…", "arguments": {…}}')
+        if not isinstance(tool.get("arguments", {}), dict):
+            raise _bad("tools", "arguments must be an object")
+
+
+def _check_usage(usage: Any) -> None:
+    if not isinstance(usage, dict) or set(usage) - set(USAGE_KEYS):
+        raise _bad("usage", f"must be an object of {', '.join(USAGE_KEYS)}")
+    for value in usage.values():
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_USAGE:
+            raise _bad("usage", f"numbers must be integers from 0 to {MAX_USAGE}")
+
+
+def script_check(keys: dict[str, Any]) -> None:
+    """Raise ProviderError(provider.bad_request) naming the first key of the wrong type or out of bounds."""
+    for key in NUMBER_BOUNDS:
+        if key in keys:
+            _check_number(key, keys[key])
+    for key in ("reply", "ask"):
+        if key in keys:
+            _check_text(key, keys[key])
+    if "fail" in keys:
+        _check_text("fail", keys["fail"], max_bytes=MAX_ERROR_CLASS_CHARS)
+    if "tools" in keys:
+        _check_tools(keys["tools"])
+    if "usage" in keys:
+        _check_usage(keys["usage"])
+
+
 class StubProvider:
     def __init__(self, model: str = "stub") -> None:
         self.model = model
@@ -72,13 +135,15 @@ class StubProvider:
         thread_messages = [e for e in request.entries if e.role == "user" and not e.is_input]
         script = script_parse(thread_messages[-1].content if thread_messages else "")
         keys = script.keys
+        script_check(keys)
         self._maybe_fail(keys, request.attempt)
         after = _entries_after(request.entries, thread_messages[-1] if thread_messages else None)
         inputs = [e.content for e in after if e.is_input]
+        tool_turns = sum(1 for e in after if e.role == "assistant" and e.tool_calls)
         if keys.get("ask") and not inputs:
-            output = str(keys["ask"])
+            output = keys["ask"]
             yield Ask(prompt=output)
-        elif keys.get("tools") and not any(e.role == "tool" for e in after):
+        elif keys.get("tools") and tool_turns < keys.get("repeat", 1):
             calls = _tool_calls(keys["tools"])
             output = json.dumps([[c.name, c.arguments] for c in calls])
             for call in calls:
@@ -95,36 +160,26 @@ class StubProvider:
         if not fail:
             return
         times = keys.get("fail_times")
-        if times is None or (isinstance(times, int) and attempt <= times):
-            raise ProviderError(str(fail), f"stub scripted failure ({fail})")
+        if times is None or attempt <= times:
+            raise ProviderError(fail, f"stub scripted failure ({fail})")
 
     @staticmethod
     async def _deltas(reply: str, keys: dict[str, Any]) -> AsyncIterator[TextDelta]:
         chunks = keys.get("chunks")
-        pieces = split_chunks(reply, chunks) if isinstance(chunks, int) and chunks > 0 else split_words(reply)
-        delay = keys.get("delay_ms") or 0
+        pieces = split_chunks(reply, chunks) if chunks else split_words(reply)
+        delay = keys.get("delay_ms", 0)
         for piece in pieces:
-            if isinstance(delay, (int, float)) and delay > 0:
+            if delay:
                 await asyncio.sleep(delay / 1000)
             yield TextDelta(text=piece, mergeable=False)
 
     @staticmethod
     def _usage(request: TurnRequest, keys: dict[str, Any], output: str) -> Usage:
         scripted = keys.get("usage")
-        if isinstance(scripted, dict):
-            return Usage(input_tokens=_token_count(scripted.get("input_tokens")),
-                         output_tokens=_token_count(scripted.get("output_tokens")),
-                         cached_input_tokens=_token_count(scripted.get("cached_input_tokens")))
+        if scripted is not None:
+            return Usage(**{key: scripted.get(key, 0) for key in USAGE_KEYS})
         prompt = " ".join([request.system_prompt, *(e.content for e in request.entries)])
         return Usage(input_tokens=_count_tokens(prompt), output_tokens=_count_tokens(output))
-
-
-def _token_count(value: Any) -> int:
-    """A scripted token count: a non-negative integer; anything else counts as 0 (never a crash or a
-    negative cost)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        return 0
-    return max(0, min(int(value), MAX_SCRIPTED_TOKENS))
 
 
 def _entries_after(entries: list[Entry], anchor: Entry | None) -> list[Entry]:
@@ -134,17 +189,13 @@ def _entries_after(entries: list[Entry], anchor: Entry | None) -> list[Entry]:
     return entries[index + 1:]
 
 
-def _tool_calls(tools: Any) -> list[ToolCall]:
-    calls = []
-    for tool in tools if isinstance(tools, list) else []:
-        if isinstance(tool, dict) and isinstance(tool.get("name"), str):
-            arguments = tool.get("arguments") if isinstance(tool.get("arguments"), dict) else {}
-            calls.append(ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", name=tool["name"], arguments=arguments))
-    return calls
+def _tool_calls(tools: list[dict[str, Any]]) -> list[ToolCall]:
+    return [ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", name=tool["name"], arguments=tool.get("arguments", {}))
+            for tool in tools]
 
 
 def _reply(script: Script, inputs: list[str]) -> str:
-    if isinstance(script.keys.get("reply"), str):
+    if "reply" in script.keys:
         return script.keys["reply"]
     if inputs:
         return f"You said: {inputs[-1]}"
