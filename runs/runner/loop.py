@@ -58,15 +58,24 @@ class AgentLoop:
     async def execute(self) -> Outcome:
         """Run until an outcome: completed, failed, waiting or cancelled."""
         self.ctx = await self.db.call(context_load, self.claim.run_id)
+        outcome = await self._begin()
+        return outcome if outcome is not None else await self._drive_in_time()
+
+    async def _begin(self) -> Outcome | None:
+        """What a claim does before the loop: a requested cancel, a restart, an unusable persona or
+        route, the first route."""
         if self.claim.status == RunStatus.CANCELLING:
             return await self.cancel("cancel_requested")
-        outcome = await self._recover()
-        if outcome is None and self.ctx.problem:
-            outcome = await self.fail("internal.error", self.ctx.problem)
-        if outcome is None and not self.ctx.log.route_id:
-            await self._route_selected(self.ctx.routes[0])
-        if outcome is not None:
+        if (outcome := await self._recover()) is not None:
             return outcome
+        if self.ctx.problem:
+            return await self.fail("internal.error", self.ctx.problem)
+        if not self.ctx.log.route_id:
+            await self._route_selected(self.ctx.routes[0])
+        return None
+
+    async def _drive_in_time(self) -> Outcome:
+        """`_drive` until the run's timeout, which interrupts whatever it awaits."""
         deadline = self.ctx.budget.deadline(asyncio.get_running_loop().time())
         try:
             async with asyncio.timeout_at(deadline) as scope:
@@ -74,7 +83,7 @@ class AgentLoop:
         except _Finished as finished:
             return finished.outcome
         except TimeoutError:
-            if not scope.expired():
+            if not scope.expired():  # not ours: some call's own timeout
                 raise
             return await self._over_budget(self.ctx.budget.timed_out())
 

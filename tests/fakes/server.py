@@ -80,11 +80,14 @@ class FakeProvider:
                 self.send_header("Cache-Control", "no-cache")
                 self.end_headers()
                 turn = fake.next_turn()
-                for frame in fake.stream(body, turn):
-                    self.wfile.write(frame.encode())
-                    self.wfile.flush()
-                    if turn.get("chunk_delay"):
-                        time.sleep(turn["chunk_delay"])
+                try:
+                    for frame in fake.stream(body, turn):
+                        self.wfile.write(frame.encode())
+                        self.wfile.flush()
+                        if turn.get("chunk_delay"):
+                            time.sleep(turn["chunk_delay"])
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client hung up mid-stream (a cancelled or timed-out run): as a real API sees it
 
             def _json(self, status: int, payload: dict[str, Any]) -> None:
                 data = json.dumps(payload).encode()

@@ -83,3 +83,18 @@ def test_a_builtin_persona_can_only_be_switched_off_in_the_admin(staff):
     page = staff.get(f"/admin/personas/persona/{builtin.pk}/change/").content.decode()
     assert 'name="is_active"' in page and 'name="system_prompt"' not in page
     assert 'name="post"' not in staff.get(f"/admin/personas/persona/{builtin.pk}/delete/").content.decode()
+
+
+def persona_form(**overrides) -> dict:
+    form = {"org": "", "key": "thrifty", "version": "1", "title": "Thrifty", "description": "", "system_prompt": "",
+            "route_id": "stub", "tools": '["echo"]', "confirm_tools": "[]", "limits": "{}",
+            "max_output_tokens": "1024", "temperature": "", "is_active": "on"}
+    return {**form, **overrides}
+
+
+def test_persona_limits_typed_in_the_admin_follow_the_same_rules_as_a_persona_file(staff):
+    refused = staff.post("/admin/personas/persona/add/", persona_form(limits='{"max_turns": -2}'))
+    assert refused.status_code == 200 and "must not be negative" in refused.content.decode()
+    assert not Persona.objects.filter(key="thrifty").exists()
+    staff.post("/admin/personas/persona/add/", persona_form(limits='{"max_iterations": 3, "max_cost_usd": 1.5}'))
+    assert Persona.objects.get(key="thrifty").limits == {"max_turns": 3, "max_cost_usd": 1.5}

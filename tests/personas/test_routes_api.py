@@ -19,6 +19,7 @@ def test_builtin_stub_route_is_listed_with_numeric_prices(bob):
     assert stub["id"] == "stub" and stub["provider"] == "stub" and stub["model"] == "stub-echo-1"
     assert stub["prices"] == {"input": 1.0, "cached_input": 0.1, "output": 2.0}
     assert stub["credentials"] == "none" and stub["fallback_route_id"] is None and stub["org_id"] is None
+    assert stub["context_window"] == 128_000
 
 
 def test_routes_are_by_priority_and_show_fallback_and_credential_kind(alice):

@@ -97,6 +97,10 @@ def test_a_hand_made_platform_persona_with_the_same_id_is_a_conflict_left_alone(
     ("key: writer\nversion: 0\ntitle: W\n", "version must be a positive integer"),
     ("key: Writer Bot\nversion: 1\ntitle: W\n", "key must be a slug"),
     ("key: writer\nversion: 1\ntitle: W\ntools: [echo]\nconfirm_tools: [calculator]\n", "subset of tools"),
+    ("key: writer\nversion: 1\ntitle: W\nlimits: {max_turns: -1}\n", "max_turns: must not be negative"),
+    ("key: writer\nversion: 1\ntitle: W\nlimits: {max_laps: 3}\n", "max_laps: unknown limit"),
+    ("key: writer\nversion: 1\ntitle: W\nlimits: [3]\n", "limits must be a mapping"),
+    ("key: writer\nversion: 1\ntitle: W\nmax_iterations: 4\nlimits: {max_turns: 5}\n", "contradicts max_turns"),
 ])
 def test_an_invalid_yaml_is_refused_naming_the_file_and_the_problem(db, tmp_path, content, problem):
     (tmp_path / "writer.yaml").write_text(content)
@@ -118,3 +122,14 @@ def test_help_explains_the_version_rule(capsys):
         call_command("sync_personas", "--help")
     help_text = " ".join(capsys.readouterr().out.split())
     assert "without a new `version` is reported and not applied" in help_text and "--check" in help_text
+
+
+def test_limits_and_the_older_max_iterations_are_the_personas_run_limits(db, tmp_path):
+    (tmp_path / "writer.yaml").write_text(WRITER.format(version=1, description="w")
+                                          + "max_iterations: 4\nlimits: {max_tool_calls: 3, max_cost_usd: 0.25}\n")
+    sync("--dir", str(tmp_path))
+    assert Persona.objects.get(key="writer").limits == {"max_turns": 4, "max_tool_calls": 3, "max_cost_usd": 0.25}
+
+
+def test_the_builtins_keep_their_max_iterations_as_max_turns(db):
+    assert Persona.objects.get(key="default", version=1).limits == {"max_turns": 8}

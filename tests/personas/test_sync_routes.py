@@ -54,6 +54,13 @@ def test_declared_routes_are_created_with_decimal_prices_org_and_fallback(alice,
         Decimal("0.15"), Decimal("0.075"), Decimal("0.6"))
     assert gpt.fallback_id == "claude" and gpt.org_id is None
     assert claude.org_id == alice.org.id and claude.api_key_env == "ANTHROPIC_API_KEY"
+    assert gpt.context_window == 128_000
+
+
+def test_a_route_declares_its_context_window(db, routes_file):
+    routes_file.write_text(ROUTES.replace("priority: 10", "priority: 10\n    context_window: 8192"))
+    sync(routes_file)
+    assert Route.objects.get(id="gpt").context_window == 8192
 
 
 def test_the_api_key_is_stored_encrypted_and_never_printed_or_logged(db, routes_file, caplog):
@@ -114,6 +121,8 @@ def test_the_default_file_comes_from_the_setting(db, routes_file, settings):
     (("id: claude", "id: gpt"), "routes declared twice"),
     (("base_url: http://127.0.0.1:9/v1", f"base_url: {SECRET}"), "base_url must be an http(s) URL"),
     (("routes:", f"routes: [{SECRET}"), "cannot read YAML near line"),
+    (("priority: 10", "priority: 10\n    context_window: 0"), "context_window must be an integer"),
+    (("priority: 10", "priority: 10\n    context_window: big"), "context_window must be an integer"),
 ])
 def test_an_invalid_file_writes_nothing_and_the_error_holds_no_secret(alice, routes_file, edit, problem):
     routes_file.write_text(ROUTES.replace(*edit))

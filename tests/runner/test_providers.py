@@ -113,3 +113,23 @@ def test_unreachable_endpoint_fails_as_unavailable(alice, provider):
     _, run_id = start(alice, "hi", route_id="fake")
     run_once()
     assert run(run_id).error_class == "provider.unavailable"
+
+
+def test_max_tokens_is_capped_at_what_the_output_budget_leaves(alice, provider):
+    provider.turns = [{"tool_calls": [{"id": "call_1", "name": "echo", "arguments": {"text": "hi"}}],
+                       "usage": {"input_tokens": 10, "output_tokens": 200, "cached_input_tokens": 0}},
+                      {"text": "done", "usage": {"input_tokens": 10, "output_tokens": 20, "cached_input_tokens": 0}}]
+    _, run_id = start(alice, "go", route_id="fake", limits={"max_output_tokens": 300})
+    run_once()
+    assert [request["max_tokens"] for request in provider.requests] == [300, 100]  # the persona's 1024 per call
+    assert run(run_id).status == "completed"
+
+
+def test_the_timeout_interrupts_a_streaming_provider_call(alice, provider):
+    provider.turns = [{"text": "word " * 40, "chunk_delay": 0.2}]
+    _, run_id = start(alice, "go", route_id="fake", limits={"timeout_seconds": 1})
+    run_once()
+    failed = of_type(run_id, "run.failed")[0]
+    assert (failed["error_class"], failed["limit"]) == ("budget.exceeded", "timeout_seconds")
+    assert "".join(deltas(run_id)) != "word " * 40
+    assert_gapless(run_id)

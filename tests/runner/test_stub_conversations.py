@@ -273,3 +273,45 @@ def test_a_cancelling_run_found_at_claim_is_cancelled(alice):
     event_append(run_id=run_id, type="run.cancel_requested", status="cancelling")
     run_once()
     assert types(run_id)[-1] == "run.cancelled" and run(run_id).status == "cancelled"
+
+
+def test_repeat_makes_the_tools_turn_that_many_times_before_the_reply(alice):
+    _, run_id = start(alice, stub(tools=[{"name": "echo", "arguments": {"text": "again"}}], repeat=3, reply="done"))
+    run_once()
+    assert [r["result"] for r in of_type(run_id, "tool.result")] == ["again"] * 3
+    assert len(of_type(run_id, "llm.turn.completed")) == 4 and answer(run_id).content == "done"
+
+
+@pytest.mark.parametrize("key,value", [
+    ("delay_ms", 1e12), ("delay_ms", float("inf")), ("delay_ms", -1), ("delay_ms", "5"),
+    ("chunks", 0), ("chunks", 10_001), ("chunks", 2.5), ("repeat", 0), ("repeat", 1001),
+    ("usage", {"input_tokens": float("inf")}), ("usage", {"output_tokens": 1.5}), ("usage", {"output_tokens": -1}),
+    ("usage", {"input_tokens": 10**9 + 1}), ("usage", {"tokens": 1}), ("usage", [1]),
+    ("tools", [{"name": "echo", "arguments": {}}] * 65), ("tools", [{"arguments": {}}]), ("tools", "echo"),
+    ("fail", "x" * 65), ("reply", 7), ("ask", ["?"]), ("fail_times", -1),
+])
+def test_a_script_outside_the_bounds_fails_the_run_naming_the_key(alice, key, value):
+    _, run_id = start(alice, stub(**{key: value, **({} if key == "reply" else {"reply": "never"})}))
+    run_once()
+    failed = of_type(run_id, "run.failed")
+    assert [f["error_class"] for f in failed] == ["provider.bad_request"], failed
+    assert f"`{key}`" in failed[0]["message"]
+    assert "run.llm.retry" not in types(run_id) and run(run_id).attempt == 1
+    assert_gapless(run_id)
+
+
+def test_the_bounds_themselves_are_accepted(alice):
+    script = stub(delay_ms=0, chunks=10_000, repeat=1, reply="edge", fail_times=0,
+                  usage={"input_tokens": 10**9, "output_tokens": 0, "cached_input_tokens": 0})
+    _, run_id = start(alice, script)
+    run_once()
+    assert run(run_id).status == "completed" and run(run_id).total_input_tokens == 10**9
+
+
+def test_a_reply_over_one_mebibyte_is_refused_by_the_script_check():
+    from runs.runner.providers.base import ProviderError
+    from runs.runner.providers.stub import script_check
+
+    script_check({"reply": "x" * 1024 * 1024})
+    with pytest.raises(ProviderError, match="`reply`"):
+        script_check({"reply": "é" * (512 * 1024 + 1)})  # bytes of UTF-8, not characters
