@@ -168,7 +168,8 @@ class EventWriter:
                 else:
                     database_down = exc
                     self._settle(items, error=exc)
-            except Exception as exc:
+            except Exception as exc:  # not even a transaction: the database is away, stop trying
+                database_down = exc
                 self._settle(items, error=exc)
             else:
                 self._settle(items, refused=refused.get(key))
