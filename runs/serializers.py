@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from arkloop.api import StrictSerializer, utf8_bytes_validator
-from runs.limits import Limits, LimitsInvalid, limits_parse
+from runs.limits import LIMIT_NAMES, Limits, LimitsInvalid, limits_parse
 from runs.models import Run, RunStatus
 
 MAX_INPUT_BYTES = 32768
@@ -116,5 +116,6 @@ class RunSerializer(serializers.Serializer):
             "completed_at": _timestamp(run.completed_at), "failed_at": _timestamp(run.failed_at),
             "cancelled_at": _timestamp(run.cancelled_at), "created_by_user_id": str(run.created_by_id),
             "created_by_user_name": user.get_full_name() or user.get_username(),
-            "created_by_email": user.email, "trace_id": run.trace_id, "limits": run.limits or None,
+            "created_by_email": user.email, "trace_id": run.trace_id,
+            "limits": {name: run.limits.get(name) for name in LIMIT_NAMES} if run.limits else None,
         }
