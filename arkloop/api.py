@@ -1,10 +1,12 @@
-"""Building blocks shared by every /v1 view: strict serializers, `limit`, keyset pages."""
+"""Building blocks shared by every /v1 view: strict serializers, `limit`, keyset pages, roles."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Q, QuerySet
 from rest_framework import serializers
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from arkloop.errors import ValidationFailed
@@ -82,3 +84,31 @@ def keyset_after(queryset: QuerySet, anchor: Any) -> QuerySet:
     """
     return queryset.filter(created_at__lte=anchor.created_at).filter(
         Q(created_at__lt=anchor.created_at) | Q(created_at=anchor.created_at, id__lt=anchor.id))
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list
+    has_more: bool
+
+
+def keyset_page(queryset: QuerySet, *, limit: int, before: Any = None) -> Page:
+    """`limit` rows newest first (created_at desc, id desc), after the `before` row when given."""
+    if before is not None:
+        queryset = keyset_after(queryset, before)
+    rows = list(queryset.order_by("-created_at", "-id")[: limit + 1])
+    return Page(items=rows[:limit], has_more=len(rows) > limit)
+
+
+def next_page_link(request: Request, last_id: object) -> str:
+    """`Link` header value naming the next page: this request with `before` = the page's last id."""
+    query = request.query_params.copy()
+    query["before"] = str(last_id)
+    return f'<{request.build_absolute_uri(request.path)}?{query.urlencode()}>; rel="next"'
+
+
+class IsOrgAdmin(BasePermission):
+    """Endpoints for org admins: a member gets 403 auth.forbidden (the role, never an object, is refused)."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return request.auth is not None and request.auth.is_admin

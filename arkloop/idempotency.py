@@ -12,6 +12,9 @@ kept, and for how long, is written down in docs/runs-api.md:
 
 The same key with a different request → 409 `idempotency.conflict`; so is a duplicate arriving
 while the first is still executing.
+
+A stored answer never holds a secret: a view that returns one names its field with
+`secret_fields_mark(response, "secret")`, and the stored copy (so every replay) has it `null`.
 """
 from __future__ import annotations
 
@@ -40,6 +43,24 @@ TTL = timedelta(hours=24)
 REPLAYED_HEADERS = ("Content-Type", "Location", "Link", "Retry-After")
 # "Not now" answers: storing them would pin the key to a failure the client is meant to retry.
 TRANSIENT_STATUSES = frozenset({401, 409, 429})
+
+
+# Response attribute naming top-level JSON fields that hold a secret (stored as null).
+SECRET_FIELDS_ATTR = "idempotency_secret_fields"
+
+
+def secret_fields_mark(response: HttpResponse, *fields: str) -> HttpResponse:
+    """Say which fields of this JSON response are secrets: they are never stored for replays."""
+    setattr(response, SECRET_FIELDS_ATTR, fields)
+    return response
+
+
+def _stored_body(response: HttpResponse) -> bytes:
+    fields = getattr(response, SECRET_FIELDS_ATTR, ())
+    if not fields:
+        return response.content
+    data = json.loads(response.content)
+    return json.dumps({**data, **{name: None for name in fields if name in data}}).encode()
 
 
 @dataclass(frozen=True)
@@ -126,7 +147,7 @@ def idempotency_finish(*, claim: Claim, request: HttpRequest, response: HttpResp
         return
     headers = {name: response[name] for name in REPLAYED_HEADERS if response.has_header(name)}
     headers["X-Trace-Id"] = getattr(request, "trace_id", "")
-    records.update(status_code=status, response_body=response.content, response_headers=headers)
+    records.update(status_code=status, response_body=_stored_body(response), response_headers=headers)
 
 
 def idempotency_purge(*, older_than: timedelta = TTL) -> int:

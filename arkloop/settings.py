@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "threads",
     "personas",
     "runs",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -160,6 +161,8 @@ ARKLOOP_ROUTES_FILE = env.str("ARKLOOP_ROUTES_FILE", default="")
 ARKLOOP_ENCRYPTION_KEY = env.str("ARKLOOP_ENCRYPTION_KEY", default="")
 # Outbound URLs (webhooks, MCP servers) may point at loopback/private addresses (arkloop.outbound).
 ARKLOOP_ALLOW_PRIVATE_URLS = env.bool("ARKLOOP_ALLOW_PRIVATE_URLS", default=False)
+# A webhook delivery is retried until this many hours after its event, then marked failed.
+ARKLOOP_WEBHOOK_RETRY_HOURS = env.float("ARKLOOP_WEBHOOK_RETRY_HOURS", default=24.0)
 
 # Django refuses bodies above this when they are read; the middleware answers 413 earlier still.
 DATA_UPLOAD_MAX_MEMORY_SIZE = ARKLOOP_MAX_BODY_BYTES

@@ -20,6 +20,7 @@ v1 = [
     path("", include("personas.urls")),
     path("", include("runs.stream.urls")),
     path("", include("runs.urls")),
+    path("", include("webhooks.urls")),
     *router.urls,
 ]
 

@@ -5,7 +5,9 @@ gapless and strictly increasing with any number of concurrent writers; it refuse
 the terminal event, and, given the writer's `attempt`, refuses a runner whose lease was taken
 over (fencing). A terminal event sets the run's status in the same UPDATE (and clears its
 lease), so status and log always agree. The wake-up for streams and runners goes out only when
-the caller's transaction commits (see `runs.notify`).
+the caller's transaction commits (see `runs.notify`). The outcomes webhooks notify of (terminal
+events and `run.waiting_for_input`) record their webhook deliveries in the same transaction
+(`webhooks.outbox`).
 
 Everything is stored cleaned, here, where every event passes: text from a model, a tool or an
 error may hold NUL or lone surrogates, which PostgreSQL refuses and SSE frames cannot encode, so
@@ -25,6 +27,8 @@ from django.utils import timezone
 from arkloop.text import json_clean
 from runs import notify
 from runs.models import TERMINAL_EVENT_STATUS, TERMINAL_STATUSES, Run, RunEvent, RunStatus
+from webhooks.models import WEBHOOK_EVENT_TYPES
+from webhooks.outbox import deliveries_enqueue
 
 _TERMINAL_STAMP = {
     RunStatus.COMPLETED: "completed_at",
@@ -67,9 +71,11 @@ def event_append(*, run_id: Any, type: str, data: dict | None = None, attempt: i
             runs = runs.filter(attempt=attempt)
         if runs.update(**updates) != 1:
             raise EventRejected(_why_rejected(run_id, attempt))
-        seq, trace_id = Run.objects.filter(pk=run_id).values_list("last_seq", "trace_id").get()
+        seq, trace_id, org_id = Run.objects.filter(pk=run_id).values_list("last_seq", "trace_id", "org_id").get()
         event = RunEvent.objects.create(run_id=run_id, seq=seq, type=type,
                                         data={**json_clean(data or {}), "trace_id": trace_id})
+        if type in WEBHOOK_EVENT_TYPES:  # the outbox: deliveries commit (or roll back) with the event
+            deliveries_enqueue(org_id=org_id, event=event)
         notify.event_appended(run_id=run_id, seq=seq, type=type)
     return event
 
@@ -113,7 +119,8 @@ def event_append_batch(items: list[tuple[Any, int, str, dict]]) -> dict[tuple[st
     """
     groups: dict[tuple[str, int], list[tuple[str, dict]]] = defaultdict(list)
     for run_id, attempt, kind, data in items:
-        assert kind not in TERMINAL_EVENT_STATUS, "terminal events go through event_append"
+        assert kind not in TERMINAL_EVENT_STATUS and kind not in WEBHOOK_EVENT_TYPES, \
+            "terminal events and run.waiting_for_input go through event_append"
         groups[(str(uuid.UUID(str(run_id))), attempt)].append((kind, json_clean(data)))
     with transaction.atomic():
         try:

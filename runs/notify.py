@@ -1,9 +1,10 @@
 """Wake-ups after an event commits: PostgreSQL NOTIFY, or in-process hooks on SQLite.
 
-Two channels, with small payloads:
+Three channels, with small payloads:
 - `arkloop_events`, payload `<run_id>:<seq>` for every appended event (the SSE hub listens);
 - `arkloop_work`, payload `<run_id>:<type>` for events a runner must act on (a new run, a cancel
-  request, an input).
+  request, an input);
+- `arkloop_webhooks`, empty payload: webhook deliveries are due (a runner's sender claims them).
 
 On PostgreSQL the NOTIFY is issued inside the appending transaction: PostgreSQL delivers it only
 when that transaction commits, and drops it on rollback, so listeners never hear of an event they
@@ -21,6 +22,7 @@ from django.db import connection, connections, transaction
 
 EVENTS_CHANNEL = "arkloop_events"
 WORK_CHANNEL = "arkloop_work"
+WEBHOOKS_CHANNEL = "arkloop_webhooks"
 WORK_EVENT_TYPES = frozenset({"run.started", "run.cancel_requested", "run.input_provided", "run.cancelled"})
 
 # Passed on from the default database's OPTIONS to the LISTEN connection.
@@ -72,6 +74,14 @@ def events_appended(events: list[tuple[Any, int, str]]) -> None:
                                [WORK_CHANNEL, work])
     if _hooks and events:
         transaction.on_commit(lambda: [hook(*event) for event in events for hook in list(_hooks)])
+
+
+def deliveries_due() -> None:
+    """Wake the runners' webhook senders when the caller's transaction commits (PostgreSQL; SQLite
+    senders poll). PostgreSQL folds identical notifications of one transaction into one."""
+    if is_postgres():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [WEBHOOKS_CHANNEL])
 
 
 def listen_conninfo(*, application_name: str) -> str:

@@ -9,7 +9,7 @@ from rest_framework import status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from arkloop.api import check_limit
+from arkloop.api import check_limit, next_page_link
 from runs import selectors, services
 from runs.models import RunStatus
 from runs.serializers import (
@@ -41,12 +41,6 @@ def _validated(serializer_class: type, request: Request) -> dict:
     return {name: value for name, value in body.validated_data.items() if value not in (None, "")}
 
 
-def _next_link(request: Request, last_run_id: object) -> str:
-    query = request.query_params.copy()
-    query["before"] = str(last_run_id)
-    return f'<{request.build_absolute_uri(request.path)}?{query.urlencode()}>; rel="next"'
-
-
 class RunViewSet(viewsets.ViewSet):
     """`/v1/runs`, `/v1/runs/{run_id}`, `…:cancel` (and `/cancel`), `…/input`."""
 
@@ -54,7 +48,7 @@ class RunViewSet(viewsets.ViewSet):
     def list(self, request: Request) -> Response:
         page = selectors.run_list(principal=request.auth, limit=check_limit(request),
                                   before=request.query_params.get("before"), filters=request.query_params)
-        headers = {"Link": _next_link(request, page.runs[-1].pk)} if page.has_more else None
+        headers = {"Link": next_page_link(request, page.runs[-1].pk)} if page.has_more else None
         return Response(RunSerializer(page.runs, many=True).data, headers=headers)
 
     @extend_schema(responses=RunSerializer)

@@ -3,8 +3,9 @@
 Django's ORM is synchronous, and one connection per run would not scale (200 runs → 200
 connections). So every query of every run goes through `Db.call`, which runs it on a small
 thread pool; each pool thread keeps one persistent connection. The runner uses two pools (event
-writes on one thread, everything else on `--db-threads` − 1) plus its LISTEN connection:
-`--db-threads` + 1 connections per runner process (4 by default), however many runs it executes.
+writes on one thread, everything else on `--db-threads` − 1), its LISTEN connection, and one for
+its webhook sender (webhooks.sender): `--db-threads` + 2 connections per runner process (5 by
+default), however many runs it executes.
 """
 from __future__ import annotations
 

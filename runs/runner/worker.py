@@ -32,6 +32,7 @@ from runs.runner.listen import listen_work
 from runs.runner.loop import AgentLoop, Outcome
 from runs.runner.state import RestartReason
 from runs.runner.writer import EventsUnstorable, EventWriter
+from webhooks.sender import WebhookSender
 
 log = logging.getLogger("runs.runner")
 SQLITE_POLL_SECONDS = 0.1
@@ -87,9 +88,13 @@ class Worker:
         self.write_db = Db(1)
         self.writer = EventWriter(self.write_db, on_rejected=self._on_rejected, on_error=self._on_write_failed,
                                   on_unstorable=self._on_unstorable)
-        background = [asyncio.create_task(self.writer.run_forever()), asyncio.create_task(self._renew_forever())]
+        # Webhook deliveries are sent from here too (own DB connection, bounded per endpoint).
+        self.webhooks = WebhookSender(owner=self.owner, lease_seconds=self.lease_seconds)
+        background = [asyncio.create_task(self.writer.run_forever()), asyncio.create_task(self._renew_forever()),
+                      asyncio.create_task(self.webhooks.run_forever())]
         if self.postgres:
-            background.append(asyncio.create_task(listen_work(on_notify=self._on_notify, on_connect=self.wake)))
+            background.append(asyncio.create_task(listen_work(
+                on_notify=self._on_notify, on_connect=self._on_listen_connect, on_webhooks=self.webhooks.wake)))
         log.info("runner %s started (concurrency %d, %d per org, lease %.1fs)", self.owner, self.concurrency,
                  self.slots_per_org, self.lease_seconds)
         try:
@@ -311,6 +316,11 @@ class Worker:
         """The task executing this attempt of the run (not a later claim of ours), if any."""
         handle = self.active.get(run_id)
         return handle if handle is not None and handle.claim.attempt == attempt else None
+
+    def _on_listen_connect(self) -> None:
+        """(Re)connected: look for whatever was missed while not listening."""
+        self.wake()
+        self.webhooks.wake()
 
     def _on_notify(self, run_id: str, type: str) -> None:
         if type == "run.cancel_requested" and run_id in self.active:

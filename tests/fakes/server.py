@@ -8,7 +8,31 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
-class FakeProvider:
+class LocalServer:
+    """A threaded HTTP server on 127.0.0.1 (a free port), running while used as a context manager."""
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    def _serve(self) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class FakeProvider(LocalServer):
     """Base of the fakes. Tests queue `turns` (what the model answers, in order) and read `requests`.
 
     A turn: {"text": str, "tool_calls": [{"id", "name", "arguments"}], "usage": {"input_tokens",
@@ -25,21 +49,7 @@ class FakeProvider:
         self.headers: list[dict[str, str]] = []
         self.fail_statuses: list[int] = []
         self.always_status: int | None = None
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def root(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> FakeProvider:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve()
 
     def next_turn(self) -> dict[str, Any]:
         turn = self.turns.pop(0) if self.turns else {"text": "Hello from the fake model."}

@@ -1,4 +1,5 @@
-"""`python manage.py runagents [--concurrency N] [--once] [--grace SECONDS]`: the runner process."""
+"""`python manage.py runagents [--concurrency N] [--once] [--grace SECONDS]`: the runner process
+(it also sends the webhook deliveries: webhooks.sender)."""
 from __future__ import annotations
 
 import asyncio
@@ -20,10 +21,12 @@ class Command(BaseCommand):
         parser.add_argument("--grace", type=float, default=10.0,
                             help="seconds in-flight runs get to finish after SIGTERM before they are released")
         parser.add_argument("--db-threads", type=int, default=DEFAULT_THREADS,
-                            help=f"database connections for run work (default {DEFAULT_THREADS}; +1 for LISTEN)")
+                            help=f"database connections for run work (default {DEFAULT_THREADS}; +1 for LISTEN, "
+                                 "+1 for the webhook sender)")
 
     def handle(self, *args, **options) -> None:
         # One log line per run state change: the SDKs' per-request lines would drown them.
+        # (httpx logs every request URL, and a webhook URL may carry a token.)
         for name in ("httpx", "httpx2", "httpcore", "openai", "anthropic"):
             logging.getLogger(name).setLevel(logging.WARNING)
         worker = Worker(concurrency=max(1, options["concurrency"]), grace=options["grace"],
