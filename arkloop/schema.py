@@ -49,6 +49,9 @@ def add_error_responses(result: dict, generator, request, public) -> dict:
             errors = {**COMMON_ERRORS, **(BODY_ERRORS if method == "post" else {})}
             for status, description in errors.items():
                 operation["responses"].setdefault(status, {"description": description, "content": error_ref})
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):  # e.g. a view's own 403: the envelope too
+                    response.setdefault("content", error_ref)
             for parameter in operation.get("parameters", []):
                 if parameter.get("name") == "limit" and parameter.get("in") == "query":
                     parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}
