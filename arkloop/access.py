@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 
 from django.db.models import QuerySet
+from rest_framework.permissions import BasePermission
 
 from arkloop.authentication import Principal
 from arkloop.errors import NotFound
@@ -26,3 +27,11 @@ def parse_uuid(value: object, *, not_found: type[NotFound]) -> uuid.UUID:
         return uuid.UUID(str(value))
     except (ValueError, TypeError, AttributeError):
         raise not_found() from None
+
+
+class OrgAdminsOnly(BasePermission):
+    """Endpoints only an org admin may use (MCP servers, webhooks): a member gets 403 auth.forbidden,
+    whatever the object — the same answer for every id, so it reveals nothing."""
+
+    def has_permission(self, request, view) -> bool:
+        return request.auth is not None and request.auth.is_admin

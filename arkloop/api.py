@@ -1,4 +1,4 @@
-"""Building blocks shared by every /v1 view: strict serializers, `limit`, keyset pages, roles."""
+"""Building blocks shared by every /v1 view: strict serializers, `limit`, keyset pages."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,7 +6,6 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 from rest_framework import serializers
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from arkloop.errors import ValidationFailed
@@ -106,9 +105,3 @@ def next_page_link(request: Request, last_id: object) -> str:
     query["before"] = str(last_id)
     return f'<{request.build_absolute_uri(request.path)}?{query.urlencode()}>; rel="next"'
 
-
-class IsOrgAdmin(BasePermission):
-    """Endpoints for org admins: a member gets 403 auth.forbidden (the role, never an object, is refused)."""
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return request.auth is not None and request.auth.is_admin

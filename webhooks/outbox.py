@@ -133,32 +133,42 @@ def deliveries_claim(*, owner: str, room: int, busy: dict[str, int], per_webhook
     full = {webhook for webhook, count in busy.items() if count >= per_webhook}
     if room <= 0 or not _due(now).exclude(webhook_id__in=full).exists():  # the idle poll: one read, no lock
         return []
-    taken: Counter[str] = Counter(busy)
-    claimed: list[WebhookDelivery] = []
     with transaction.atomic():
-        while len(claimed) < room:
-            rows = list(_due(now).exclude(webhook_id__in=full).exclude(pk__in=[d.pk for d in claimed])
-                        .select_related("webhook").select_for_update(skip_locked=True, of=("self",))
-                        .order_by("next_attempt_at")[: room - len(claimed)])
-            dead = [row.pk for row in rows if not row.webhook.is_live]
-            capped = False
-            for row in (row for row in rows if row.webhook.is_live):
-                webhook_id = str(row.webhook_id)
-                if taken[webhook_id] >= per_webhook:
-                    full.add(webhook_id)
-                    capped = True
-                    continue
-                taken[webhook_id] += 1
-                claimed.append(row)
-            if dead:
-                WebhookDelivery.objects.filter(pk__in=dead).update(
-                    status=DeliveryStatus.FAILED, next_attempt_at=None, last_error="the webhook is disabled")
-            if not rows or not (capped or dead):
-                break
+        claimed = _pick(now=now, room=room, busy=busy, per_webhook=per_webhook, full=full)
         WebhookDelivery.objects.filter(pk__in=[d.pk for d in claimed]).update(
             lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds), attempts=F("attempts") + 1,
             last_attempt_at=now)
     return [_attempt(row, now) for row in claimed]
+
+
+def _pick(*, now: datetime, room: int, busy: dict[str, int], per_webhook: int,
+          full: set[str]) -> list[WebhookDelivery]:
+    """Lock due rows and keep those within the caps; each round leaves out the webhooks that
+    filled up in the previous one, until there is no room or nothing more to take."""
+    taken: Counter[str] = Counter(busy)
+    claimed: list[WebhookDelivery] = []
+    while len(claimed) < room:
+        rows = list(_due(now).exclude(webhook_id__in=full).exclude(pk__in=[d.pk for d in claimed])
+                    .select_related("webhook").select_for_update(skip_locked=True, of=("self",))
+                    .order_by("next_attempt_at")[: room - len(claimed)])
+        dead = [row.pk for row in rows if not row.webhook.is_live]
+        if dead:
+            WebhookDelivery.objects.filter(pk__in=dead).update(
+                status=DeliveryStatus.FAILED, next_attempt_at=None, last_error="the webhook is disabled")
+        capped = False
+        for row in rows:
+            webhook_id = str(row.webhook_id)
+            if not row.webhook.is_live:
+                continue
+            if taken[webhook_id] >= per_webhook:
+                full.add(webhook_id)
+                capped = True
+                continue
+            taken[webhook_id] += 1
+            claimed.append(row)
+        if not rows or not (capped or dead):
+            return claimed
+    return claimed
 
 
 def _attempt(row: WebhookDelivery, now: datetime) -> Attempt:

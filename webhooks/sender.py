@@ -60,7 +60,6 @@ class WebhookSender:
         # Called with every attempt's outcome: where a delivery metric is counted.
         self.on_outcome = on_outcome or (lambda outcome: None)
         self.in_flight: dict[str, tuple[str, asyncio.Task]] = {}  # delivery id → (webhook id, task)
-        self.outcomes: Counter[DeliveryOutcome] = Counter()
         self._wake: asyncio.Event | None = None
 
     def wake(self) -> None:
@@ -120,7 +119,6 @@ class WebhookSender:
         finally:
             self.in_flight.pop(attempt.delivery_id, None)
             self.wake()  # room for another claim
-        self.outcomes[outcome] += 1
         self.on_outcome(outcome)
         if outcome != DeliveryOutcome.DELIVERED:
             log.info("webhook delivery %s (webhook %s, attempt %d): %s — %s", attempt.delivery_id,

@@ -7,7 +7,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from arkloop.api import IsOrgAdmin, Page, check_limit, next_page_link
+from arkloop.access import OrgAdminsOnly
+from arkloop.api import Page, check_limit, next_page_link
 from arkloop.idempotency import secret_fields_mark
 from webhooks import selectors, services
 from webhooks.serializers import (
@@ -42,7 +43,7 @@ def _with_secret(webhook, secret: str, status_code: int) -> Response:
 class WebhookViewSet(viewsets.ViewSet):
     """Webhooks of the caller's org and their deliveries."""
 
-    permission_classes = [IsAuthenticated, IsOrgAdmin]
+    permission_classes = [IsAuthenticated, OrgAdminsOnly]
 
     @extend_schema(parameters=[LIMIT, BEFORE], responses={200: WebhookSerializer(many=True), **FORBIDDEN})
     def list(self, request: Request) -> Response:

@@ -19,6 +19,8 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     release: threading.Event | None = None
     hold_seconds: float = 30.0  # the longest a held answer waits for `release`
+    raw: bytes | None = None  # sent instead of an HTTP answer (garbage, say)
+    endless: bool = False  # a body that never ends (until the client hangs up)
 
 
 @dataclass
@@ -84,6 +86,8 @@ class WebhookReceiver(LocalServer):
                 answer = receiver._next_answer()
                 if answer.release is not None:
                     answer.release.wait(answer.hold_seconds)
+                if answer.raw is not None or answer.endless:
+                    return self._hostile(answer)
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
@@ -93,6 +97,20 @@ class WebhookReceiver(LocalServer):
                     self.wfile.write(b"ok")
                     item.answered = answer.status
                 except OSError:  # the sender gave up (timeout) or died
+                    pass
+
+            def _hostile(self, answer: Answer) -> None:
+                self.close_connection = True
+                if answer.raw is not None:
+                    self.wfile.write(answer.raw)
+                    return
+                self.send_response(answer.status)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                try:
+                    for _ in range(100_000):  # 100 MB at most, should the client never hang up
+                        self.wfile.write(b"x" * 1024)
+                except OSError:
                     pass
 
 

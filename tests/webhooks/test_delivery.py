@@ -131,6 +131,17 @@ def test_redirects_are_not_followed(runner, alice, receiver):
     assert receiver.at("/target") == [] and len(receiver.at("/hook")) == 1
 
 
+def test_hostile_answers_neither_hang_nor_break_the_sender(runner, alice, receiver):
+    webhook = create_webhook(alice, url=receiver.url)
+    receiver.answers = [Answer(raw=b"\x00garbage\r\n\r\n"), Answer(200, endless=True)]
+    _, garbled = start(alice, "garbage first")
+    wait_until(lambda: delivery_exists(webhook, garbled) and delivery(webhook, garbled).last_error,
+               what="the garbled answer to be recorded")
+    assert delivery(webhook, garbled).last_status_code is None  # no HTTP answer: retried later
+    _, endless = start(alice, "an endless body")
+    assert wait_status(webhook, endless, "delivered").last_status_code == 200  # read 64 KiB at most
+
+
 def test_after_a_rotation_both_secrets_verify_for_a_day(runner, alice, receiver):
     webhook = create_webhook(alice, url=receiver.url)
     new_secret = alice.client.post(f"/v1/webhooks/{webhook['id']}/rotate-secret").json()["secret"]
