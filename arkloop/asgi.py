@@ -1,12 +1,18 @@
 """ASGI entry point served by Daphne: the whole HTTP API, including the SSE event stream."""
 import os
 
-from django.core.asgi import get_asgi_application
-
-from arkloop.connection_close import honor_connection_close
-from arkloop.eager_writes import enable_eager_writes
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arkloop.settings")
+
+from arkloop import otel  # noqa: E402
+
+# Before the middleware chain is built: the Django instrumentation adds its middleware to settings.
+otel.configure(service_name="arkloop-api", django=True)
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+from arkloop.connection_close import honor_connection_close  # noqa: E402
+from arkloop.eager_writes import enable_eager_writes  # noqa: E402
+
 django_asgi_app = get_asgi_application()
 honor_connection_close()
 enable_eager_writes()

@@ -5,6 +5,7 @@ Both middlewares work sync and async, so the ASGI event stream is never wrapped 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -15,8 +16,10 @@ from django.contrib.sessions import middleware as sessions
 from django.http import HttpRequest, HttpResponse
 from django.middleware import clickjacking, common, csrf, security
 
+from arkloop import metrics, otel
 from arkloop.errors import ApiError, BodyTooLarge, _translate, error_response
-from arkloop.tracing import new_trace_id, set_trace_id
+from arkloop.operations import PATHS
+from arkloop.tracing import request_trace_id, set_trace_id
 
 log = logging.getLogger("arkloop.request")
 
@@ -61,11 +64,35 @@ class HybridMiddleware:
         return response
 
 
+class RequestMetricsMiddleware(HybridMiddleware):
+    """Counts and times every answered request by URL pattern (arkloop.metrics); probes and
+    scrapes (arkloop.operations.PATHS) are not counted. Outermost, so it sees every answer."""
+
+    def before(self, request: HttpRequest) -> None:
+        request._metrics_started = time.perf_counter()
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if request.path not in PATHS:
+            metrics.request_observe(method=metrics.method_label(request.method),
+                                    route=metrics.route_label(request.resolver_match),
+                                    status=response.status_code,
+                                    seconds=time.perf_counter() - request._metrics_started)
+        return response
+
+
+def trace_id_for(request: HttpRequest) -> str:
+    """The request's trace id: its span's when tracing is on, else the caller's traceparent's or new."""
+    if otel.ENABLED and (span_trace_id := otel.span_trace_id()):
+        return span_trace_id
+    return request_trace_id(request.headers.get("traceparent"))
+
+
 class TraceIdMiddleware(HybridMiddleware):
     """Gives each request a trace id (request.trace_id) and every response an X-Trace-Id."""
 
     def before(self, request: HttpRequest) -> None:
-        request.trace_id = new_trace_id()
+        request.trace_id = trace_id_for(request)
         request._trace_token = set_trace_id(request.trace_id)
         return None
 

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "arkloop.middleware.RequestMetricsMiddleware",
     "arkloop.middleware.TraceIdMiddleware",
     "arkloop.middleware.ApiErrorMiddleware",
     "arkloop.idempotency.IdempotencyMiddleware",
@@ -164,6 +165,9 @@ ARKLOOP_ALLOW_PRIVATE_URLS = env.bool("ARKLOOP_ALLOW_PRIVATE_URLS", default=Fals
 # A webhook delivery is retried until this many hours after its event, then marked failed.
 ARKLOOP_WEBHOOK_RETRY_HOURS = env.float("ARKLOOP_WEBHOOK_RETRY_HOURS", default=24.0)
 
+# `GET /metrics` requires `Authorization: Bearer <this>` when set (Daphne and runagents --metrics-port).
+ARKLOOP_METRICS_TOKEN = env.str("ARKLOOP_METRICS_TOKEN", default="")
+
 # Django refuses bodies above this when they are read; the middleware answers 413 earlier still.
 DATA_UPLOAD_MAX_MEMORY_SIZE = ARKLOOP_MAX_BODY_BYTES
 
@@ -198,7 +202,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # Load balancers probe /healthz and /readyz every few seconds: a not-ready answer is not news each time.
+    "filters": {"quiet_probes": {"()": "arkloop.operations.QuietProbes"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "django.request": {"filters": ["quiet_probes"]}},
 }

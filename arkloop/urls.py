@@ -5,6 +5,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from arkloop.operations import healthz, metrics_view, readyz
 from arkloop.views import AccessTokenView, ApiKeyViewSet, api_not_found
 
 router = SimpleRouter(trailing_slash=False)
@@ -25,6 +26,10 @@ v1 = [
 ]
 
 urlpatterns = [
+    # For load balancers and Prometheus (arkloop/operations.py): no authentication, no /v1 conventions.
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("v1/", include(v1)),
     re_path(r"^v1(/.*)?$", api_not_found),

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Case, Count, F, Min, Q, QuerySet, When
 from django.http import QueryDict
+from django.utils import timezone
 
 from arkloop.access import parse_uuid, visible_to
 from arkloop.api import keyset_after
 from arkloop.authentication import Principal
 from arkloop.errors import NotFound, ValidationFailed
 from runs.filters import run_filter_apply
-from runs.models import ACTIVE_STATUSES, Run
+from runs.models import ACTIVE_STATUSES, Run, RunStatus
 from threads.models import Thread
 
 
@@ -77,3 +78,29 @@ def thread_active_run(*, thread: Thread) -> Run | None:
 
 def thread_last_run(*, thread: Thread) -> Run | None:
     return Run.objects.filter(thread=thread).order_by(*NEWEST_FIRST).first()
+
+
+# --- for operators (arkloop.metrics reads these at scrape time; no visibility: no caller) ---------
+
+def runs_active_counts() -> dict[str, int]:
+    """Active runs per status, every active status present (0 when none): one grouped count."""
+    counts = dict.fromkeys((str(status) for status in ACTIVE_STATUSES), 0)
+    rows = Run.objects.filter(status__in=ACTIVE_STATUSES).values_list("status").annotate(n=Count("pk"))
+    counts.update({status: n for status, n in rows.order_by()})
+    return counts
+
+
+def runs_oldest_unclaimed_age_seconds() -> float:
+    """How long the oldest run waiting for a runner has waited; 0 when none waits.
+
+    Waiting: `running` with no live lease. It waits since its creation when no runner ever claimed
+    it, since its lease expired when its runner died. (A run given back on a runner's shutdown, or
+    resumed after input, has neither time stored and is left out: it is normally claimed again
+    within a poll.)
+    """
+    now = timezone.now()
+    since = Case(When(attempt=0, then=F("created_at")), default=F("lease_expires_at"))
+    oldest = (Run.objects.filter(status=RunStatus.RUNNING)
+              .filter(Q(lease_owner="") | Q(lease_expires_at__lt=now))
+              .aggregate(oldest=Min(since)))["oldest"]
+    return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0

@@ -18,10 +18,11 @@ from typing import Any
 from django.db.models import F
 from django.utils import timezone
 
+from arkloop.tracing import set_trace_id
 from personas.models import Route
 from runs.events import event_append
 from runs.models import RunStatus
-from runs.runner import costs
+from runs.runner import costs, telemetry
 from runs.runner.budget import Exceeded
 from runs.runner.context import RunContext, context_load, route_selected_data
 from runs.runner.db import Db
@@ -58,8 +59,10 @@ class AgentLoop:
     async def execute(self) -> Outcome:
         """Run until an outcome: completed, failed, waiting or cancelled."""
         self.ctx = await self.db.call(context_load, self.claim.run_id)
-        outcome = await self._begin()
-        return outcome if outcome is not None else await self._drive_in_time()
+        set_trace_id(self.ctx.run.trace_id)  # this task's log lines and spans are the run's trace
+        with telemetry.run_span(self.ctx, attempt=self.claim.attempt):
+            outcome = await self._begin()
+            return outcome if outcome is not None else await self._drive_in_time()
 
     async def _begin(self) -> Outcome | None:
         """What a claim does before the loop: a requested cancel, a restart, an unusable persona or
@@ -192,6 +195,7 @@ class AgentLoop:
             self.writer.append(self.claim.run_id, self.claim.attempt, "tool.call",
                                {"tool_call_id": call.id, "tool_name": call.name, "arguments": call.arguments})
         usage, cost = output.usage, costs.turn_cost(output.usage, output.route)
+        telemetry.turn_completed(route=output.route, usage=usage, cost=cost)
         await self._append("llm.turn.completed", {"usage": usage.as_dict(), "cost_usd": costs.cost_number(cost)},
                            fields={"total_input_tokens": F("total_input_tokens") + usage.input_tokens,
                                    "total_output_tokens": F("total_output_tokens") + usage.output_tokens,
@@ -238,10 +242,13 @@ class AgentLoop:
     async def _execute(self, state: CallState) -> Outcome | None:
         if exceeded := self.ctx.budget.before_tool(self.ctx.log):
             return await self._over_budget(exceeded)
+        span, outcome = telemetry.tool_started(state.call), None
         try:
-            outcome: dict[str, Any] = {"result": await tool_call(state.call.name, state.call.arguments)}
+            outcome = {"result": await tool_call(state.call.name, state.call.arguments)}
         except ToolFailed as exc:
             outcome = {"error": {"error_class": exc.error_class, "message": exc.message}}
+        finally:
+            telemetry.tool_ended(span, outcome)  # None: interrupted (a cancel, the run's timeout)
         self.ctx.log.tools_executed += 1
         return await self._record(state, outcome)
 
@@ -249,11 +256,13 @@ class AgentLoop:
         data = {"tool_call_id": state.call.id, "tool_name": state.call.name, **outcome}
         await self.writer.write(self.claim.run_id, self.claim.attempt, "tool.result", data)
         state.outcome = outcome
+        telemetry.tool_counted(state.call.name, "error" if "error" in outcome else "ok")
 
     async def _deny(self, state: CallState, reason: str) -> None:
         data = {"tool_call_id": state.call.id, "tool_name": state.call.name, "reason": reason}
         await self.writer.write(self.claim.run_id, self.claim.attempt, "tool.denied", data)
         state.outcome = {"denied": reason}
+        telemetry.tool_counted(state.call.name, "denied")
 
     # --- outcomes ---------------------------------------------------------------------------------
 
@@ -268,11 +277,13 @@ class AgentLoop:
         log = self.ctx.log
         await self.db.call(run_complete, run_id=self.claim.run_id, attempt=self.claim.attempt,
                            thread_id=self.ctx.run.thread_id, reply=log.reply, usage=log.usage.as_dict(), cost=log.cost)
+        telemetry.run_finished(status="completed")
         return Outcome.COMPLETED
 
     async def fail(self, error_class: str, message: str, *, limit: str | None = None) -> Outcome:
         data = {"error_class": error_class, "message": message, **({"limit": limit} if limit else {})}
         await self._append("run.failed", data, fields={"error_class": error_class})
+        telemetry.run_finished(status="failed", error_class=error_class)
         return Outcome.FAILED
 
     async def _over_budget(self, exceeded: Exceeded) -> Outcome:
@@ -280,6 +291,7 @@ class AgentLoop:
 
     async def cancel(self, reason: str) -> Outcome:
         await self._append("run.cancelled", {"reason": reason})
+        telemetry.run_finished(status="cancelled")
         return Outcome.CANCELLED
 
     async def _append(self, type: str, data: dict[str, Any], **kwargs: Any) -> None:

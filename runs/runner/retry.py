@@ -16,6 +16,7 @@ from django.conf import settings
 
 from arkloop.text import text_clean
 from personas.models import Route
+from runs.runner import telemetry
 from runs.runner.providers import provider_for
 from runs.runner.providers.base import Ask, ProviderError, TextDelta, ToolCall, TurnRequest, Usage
 
@@ -76,14 +77,18 @@ class TurnCaller:
 
     async def _once(self, route: Route, request: TurnRequest) -> TurnOutput:
         output = TurnOutput(route=route)
+        call = telemetry.chat_started(route)
         stream = provider_for(route).stream(request)
         try:
             async for item in stream:
+                call.seen(item)
                 self._take(output, item)
         except ProviderError as exc:
+            call.failed(exc.error_class)
             exc.after_output = output.emitted
             raise
         finally:
+            call.end()
             await stream.aclose()  # closes the HTTP stream, also when the run is cancelled
         return output
 

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
 from runs.events import EventRejected
-from runs.runner import leases, recovery
+from runs.runner import leases, recovery, telemetry
 from runs.runner.db import DEFAULT_THREADS, Db
 from runs.runner.leases import Claim, interruption_ends_run
 from runs.runner.listen import listen_work
@@ -82,6 +82,7 @@ class Worker:
     async def run(self, *, once: bool = False) -> None:
         """Work until `stop()` (SIGTERM); with `once`, until nothing is runnable and nothing is active."""
         self._wake = asyncio.Event()
+        telemetry.track_slots(self)
         # Event writes get a connection of their own, so deltas never queue behind claims and
         # context loads (200 runs claimed at once mean ~1,000 queries); the rest share the others.
         self.db = Db(max(1, self.db_threads - 1))
@@ -89,7 +90,8 @@ class Worker:
         self.writer = EventWriter(self.write_db, on_rejected=self._on_rejected, on_error=self._on_write_failed,
                                   on_unstorable=self._on_unstorable)
         # Webhook deliveries are sent from here too (own DB connection, bounded per endpoint).
-        self.webhooks = WebhookSender(owner=self.owner, lease_seconds=self.lease_seconds)
+        self.webhooks = WebhookSender(owner=self.owner, lease_seconds=self.lease_seconds,
+                                      on_outcome=telemetry.webhook_attempted)
         background = [asyncio.create_task(self.writer.run_forever()), asyncio.create_task(self._renew_forever()),
                       asyncio.create_task(self.webhooks.run_forever())]
         if self.postgres:
@@ -187,6 +189,7 @@ class Worker:
 
     async def sweep_pass(self) -> None:
         for run_id in await self.db.call(recovery.runs_fail_timed_out_inputs):
+            telemetry.run_finished(status="failed", error_class="input.timeout")
             log.info("run %s failed (input.timeout)", run_id)
 
     async def _renew_forever(self) -> None:

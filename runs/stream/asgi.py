@@ -12,12 +12,16 @@ view's headers, the trace id, the headers Django's security middlewares would ad
 body chunks straight to the server's `send`, on the event loop, with no thread. Anything else
 (another URL, another method, a disallowed Host, any error) goes to Django's handler untouched,
 which runs the view again and renders the error envelope exactly as for any other endpoint.
+What Django's middlewares would do for a stream is done here too: the trace id (a valid
+`traceparent` sets it), the request metrics, and with tracing on the request's span.
 """
 from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.handlers.asgi import ASGIRequest
@@ -26,12 +30,14 @@ from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.urls import Resolver404, resolve
 
-from arkloop.tracing import new_trace_id, set_trace_id
+from arkloop import metrics, otel
+from arkloop.tracing import request_trace_id, set_trace_id
 from runs.stream.views import open_run_events, run_events, sse_response
 
 App = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
 # Response-only middlewares whose headers every response carries (no I/O in process_response).
+STREAM_ROUTE = "/v1/runs/{run_id}/events"
 _HEADER_MIDDLEWARES = [SecurityMiddleware(lambda request: None), XFrameOptionsMiddleware(lambda request: None)]
 
 
@@ -42,13 +48,35 @@ class EventStreamFastPath:
         self.django_app = django_app
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        started = time.perf_counter()
         run_id = _stream_run_id(scope)
         opened = await _open(scope, run_id) if run_id is not None else None
         if opened is None:
             await self.django_app(scope, receive, send)
             return
         request, body = opened
-        await _serve(request, body, receive, send)
+        # Counted like any request (Django's middlewares are bypassed): answered when it starts.
+        metrics.request_observe(method="GET", route=STREAM_ROUTE, status=200, seconds=time.perf_counter() - started)
+        if otel.ENABLED:
+            with _stream_span(request):
+                await _serve(request, body, receive, send)
+        else:
+            await _serve(request, body, receive, send)
+
+
+@contextmanager
+def _stream_span(request: HttpRequest) -> Iterator[None]:
+    """The request span Django's instrumentation would have made, in the request's trace."""
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    parent = TraceContextTextMapPropagator().extract({"traceparent": request.headers.get("traceparent", "")})
+    with otel.forced_trace_id(request.trace_id):
+        span = otel.tracer().start_span(f"GET {STREAM_ROUTE}", context=parent, kind=trace.SpanKind.SERVER,
+                                        attributes={"http.request.method": "GET", "http.route": STREAM_ROUTE,
+                                                    "http.response.status_code": 200})
+    with trace.use_span(span, end_on_exit=True):
+        yield
 
 
 def _stream_run_id(scope: dict) -> str | None:
@@ -68,7 +96,7 @@ async def _open(scope: dict, run_id: str) -> tuple[HttpRequest, AsyncIterator[by
     request = ASGIRequest(scope, io.BytesIO())
     try:
         request.get_host()  # ALLOWED_HOSTS, as Django's CommonMiddleware checks it
-        request.trace_id = new_trace_id()
+        request.trace_id = request_trace_id(request.headers.get("traceparent"))
         set_trace_id(request.trace_id)
         return request, await open_run_events(request, run_id)
     except Exception:

@@ -1,13 +1,15 @@
-"""`python manage.py runagents [--concurrency N] [--once] [--grace SECONDS]`: the runner process
-(it also sends the webhook deliveries: webhooks.sender)."""
+"""`python manage.py runagents [--concurrency N] [--once] [--grace SECONDS] [--metrics-port N]`: the runner
+process (it also sends the webhook deliveries: webhooks.sender)."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from arkloop import otel
+from arkloop.metrics import serve_runner_metrics
 from runs.runner.db import DEFAULT_THREADS
 from runs.runner.worker import Worker
 
@@ -23,6 +25,10 @@ class Command(BaseCommand):
         parser.add_argument("--db-threads", type=int, default=DEFAULT_THREADS,
                             help=f"database connections for run work (default {DEFAULT_THREADS}; +1 for LISTEN, "
                                  "+1 for the webhook sender)")
+        parser.add_argument("--metrics-port", type=int, default=None,
+                            help="serve the runner's Prometheus metrics on this port (ARKLOOP_METRICS_TOKEN applies)")
+        parser.add_argument("--metrics-addr", default="0.0.0.0",
+                            help="address the metrics port listens on (default 0.0.0.0)")
 
     def handle(self, *args, **options) -> None:
         # One log line per run state change: the SDKs' per-request lines would drown them.
@@ -31,7 +37,19 @@ class Command(BaseCommand):
             logging.getLogger(name).setLevel(logging.WARNING)
         worker = Worker(concurrency=max(1, options["concurrency"]), grace=options["grace"],
                         db_threads=max(1, options["db_threads"]))
+        otel.configure(service_name="arkloop-runner")
+        if options["metrics_port"] is not None:
+            self._serve_metrics(options["metrics_addr"], options["metrics_port"])
         asyncio.run(self._serve(worker, once=options["once"]))
+
+    def _serve_metrics(self, addr: str, port: int) -> None:
+        if not 0 <= port <= 65535:
+            raise CommandError(f"--metrics-port must be a port number, not {port}")
+        try:
+            server = serve_runner_metrics(addr=addr, port=port)
+        except OSError as exc:
+            raise CommandError(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}") from None
+        logging.getLogger("runs.runner").info("runner metrics on http://%s:%d/metrics", addr, server.server_port)
 
     async def _serve(self, worker: Worker, *, once: bool) -> None:
         loop = asyncio.get_running_loop()
