@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # A probe gets its answer within this, even when the database (or the pool in front of it) hangs.
 READY_TIMEOUT_SECONDS = 3.0
+# Threads of their own: a probe stuck on a hanging database never takes a thread the API needs.
+_PROBE_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="arkloop-readyz")
 _migrated = False
 
 
@@ -38,7 +40,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_safe
 async def readyz(request: HttpRequest) -> JsonResponse:
     try:
-        problem = await asyncio.wait_for(sync_to_async(_database_problem, thread_sensitive=False)(),
+        problem = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(_PROBE_THREADS, _database_problem),
                                          READY_TIMEOUT_SECONDS)
     except TimeoutError:
         problem = f"the database did not answer within {READY_TIMEOUT_SECONDS:g}s"
@@ -63,7 +65,7 @@ def _database_problem() -> str | None:
         log.warning("readyz: the database is not usable (%s)", type(exc).__name__)
         return "the database is unavailable"
     finally:
-        connection.close()  # this worker thread is shared: hand the connection back now
+        connection.close()  # a probe holds no connection between probes (with a pool: back to it)
 
 
 @require_safe

@@ -10,6 +10,7 @@ default), however many runs it executes.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import threading
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from django.db import InterfaceError, OperationalError, connection
+
+from arkloop import otel
 
 T = TypeVar("T")
 DEFAULT_THREADS = 3
@@ -47,7 +50,10 @@ class Db:
     async def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run `fn(*args, **kwargs)` (sync, may use the ORM) on a pool thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(_guarded, fn, *args, **kwargs))
+        call = functools.partial(_guarded, fn, *args, **kwargs)
+        if otel.ENABLED:  # the query's span joins the caller's (the run's) trace
+            call = functools.partial(contextvars.copy_context().run, call)
+        return await loop.run_in_executor(self._pool, call)
 
     def close(self) -> None:
         """Close every pool thread's connection, then the pool (a barrier puts one task on each thread)."""

@@ -123,13 +123,14 @@ def track_slots(worker: Any) -> None:
 class ChatCall:
     """One provider call: the time to its first streamed item, and its span when tracing is on."""
 
-    __slots__ = ("route", "started", "answered", "span")
+    __slots__ = ("route", "started", "answered", "span", "token")
 
-    def __init__(self, route: Route, span: Any) -> None:
+    def __init__(self, route: Route, span: Any = None, token: Any = None) -> None:
         self.route = route
         self.started = time.monotonic()
         self.answered = False
         self.span = span
+        self.token = token  # the span is current while the call streams (the SDKs' own spans nest in it)
 
     def seen(self, item: object) -> None:
         if not self.answered:
@@ -148,18 +149,22 @@ class ChatCall:
 
     def end(self) -> None:
         if self.span is not None:
+            from opentelemetry import context
+
+            context.detach(self.token)
             self.span.end()
 
 
 def chat_started(route: Route) -> ChatCall:
+    """Call `.end()` in the same task (a `finally:`): it ends the span and makes it no longer current."""
     if not otel.ENABLED:
-        return ChatCall(route, None)
-    from opentelemetry import trace
+        return ChatCall(route)
+    from opentelemetry import context, trace
 
     attributes = {**(_run_attributes.get() or {}), "gen_ai.operation.name": "chat", "gen_ai.request.model": route.model,
                   "gen_ai.provider.name": route.provider, "arkloop.route.id": route.pk}
-    return ChatCall(route, otel.tracer().start_span(f"chat {route.model}", kind=trace.SpanKind.CLIENT,
-                                                    attributes=attributes))
+    span = otel.tracer().start_span(f"chat {route.model}", kind=trace.SpanKind.CLIENT, attributes=attributes)
+    return ChatCall(route, span, context.attach(trace.set_span_in_context(span)))
 
 
 def turn_completed(*, route: Route, usage: Usage, cost: Decimal) -> None:
