@@ -15,8 +15,8 @@ cat <<MSG
 
   Try it:
     curl -s -X POST http://127.0.0.1:${PORT}/v1/threads -H "Authorization: Bearer ${KEY}" -H 'Content-Type: application/json' -d '{"title":"hello"}'
-    python3 ../shared/smoke.py http://127.0.0.1:${PORT} ${KEY}
-  API docs: http://127.0.0.1:${PORT}/v1/docs    Admin: http://127.0.0.1:${PORT}/admin/ (manage.py createsuperuser)
+    curl -s http://127.0.0.1:${PORT}/readyz            # health; metrics at /metrics
+  API docs: docs/api.md and http://127.0.0.1:${PORT}/v1/docs    Admin: http://127.0.0.1:${PORT}/admin/ (manage.py createsuperuser)
 
 MSG
 RUNNER_PID=""
