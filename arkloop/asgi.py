@@ -19,7 +19,9 @@ enable_eager_writes()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
 
+from arkloop.operations import OperationsEndpoints  # noqa: E402
 from runs.stream.asgi import EventStreamFastPath  # noqa: E402
 
-# Event streams that pass their checks are served without Django's request cycle (runs/stream/asgi.py).
-application = ProtocolTypeRouter({"http": EventStreamFastPath(django_asgi_app)})
+# Probes and scrapes (arkloop/operations.py) and event streams that pass their checks
+# (runs/stream/asgi.py) are served without Django's request cycle.
+application = ProtocolTypeRouter({"http": OperationsEndpoints(EventStreamFastPath(django_asgi_app))})

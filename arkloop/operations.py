@@ -8,45 +8,75 @@
 - `GET /metrics`: the process's Prometheus metrics (arkloop/metrics.py), behind
   ARKLOOP_METRICS_TOKEN when it is set.
 
-None of them is counted in the request metrics, traced, or logged per request.
+Under Daphne, `OperationsEndpoints` answers them in front of Django: load balancers and
+Prometheus address a process by its IP, which ALLOWED_HOSTS rightly refuses for the API, and a
+probe needs none of Django's request cycle. The Django views below give the same answers to
+Django's test client and to WSGI. None of them is counted in the request metrics, traced, or
+logged per request.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 
 from arkloop import metrics
+from arkloop.tracing import request_trace_id
 
 log = logging.getLogger(__name__)
 PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_PROBES = frozenset({"/healthz", "/readyz"})
 # A probe gets its answer within this, even when the database (or the pool in front of it) hangs.
 READY_TIMEOUT_SECONDS = 3.0
-# Threads of their own: a probe stuck on a hanging database never takes a thread the API needs.
-_PROBE_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="arkloop-readyz")
+# Threads of their own: a probe or a scrape stuck on a hanging database never takes a thread the
+# API needs, and they never pile up beyond these two.
+_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="arkloop-operations")
 _migrated = False
 
 
-@require_safe
-def healthz(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
 
 
-@require_safe
-async def readyz(request: HttpRequest) -> JsonResponse:
+def _json(status: int, data: dict) -> Answer:
+    return Answer(status, json.dumps(data).encode())
+
+
+# --- the answers ------------------------------------------------------------------------------
+
+def healthz_answer() -> Answer:
+    return _json(200, {"status": "ok"})
+
+
+async def readyz_answer() -> Answer:
     try:
-        problem = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(_PROBE_THREADS, _database_problem),
-                                         READY_TIMEOUT_SECONDS)
+        problem = await asyncio.wait_for(_in_thread(_database_problem), READY_TIMEOUT_SECONDS)
     except TimeoutError:
         problem = f"the database did not answer within {READY_TIMEOUT_SECONDS:g}s"
     if problem:
-        return JsonResponse({"status": "unavailable", "reason": problem}, status=503)
-    return JsonResponse({"status": "ok"})
+        return _json(503, {"status": "unavailable", "reason": problem})
+    return _json(200, {"status": "ok"})
+
+
+def metrics_answer(*, authorization: str | None, accept: str | None) -> Answer:
+    """Reads the database (two gauges): call it on a thread."""
+    if not metrics.token_accepted(authorization):
+        return Answer(401, b"a metrics token is required\n", "text/plain; charset=utf-8",
+                      {"WWW-Authenticate": 'Bearer realm="metrics"'})
+    body, content_type = metrics.exposition(metrics.API, accept)
+    return Answer(200, body, content_type)
 
 
 def _database_problem() -> str | None:
@@ -65,17 +95,74 @@ def _database_problem() -> str | None:
         log.warning("readyz: the database is not usable (%s)", type(exc).__name__)
         return "the database is unavailable"
     finally:
-        connection.close()  # a probe holds no connection between probes (with a pool: back to it)
+        connection.close()
+
+
+async def _in_thread(fn: Callable, *args: object):
+    return await asyncio.get_running_loop().run_in_executor(_THREADS, fn, *args)
+
+
+# --- under Daphne: an ASGI layer in front of Django ------------------------------------------
+
+class OperationsEndpoints:
+    """ASGI app: the three endpoints answered here, everything else handed to `app`."""
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["path"] not in PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+        answer = await _asgi_answer(scope["method"], scope["path"], headers)
+        answer.headers["X-Trace-Id"] = request_trace_id(headers.get("traceparent"))
+        await send({"type": "http.response.start", "status": answer.status, "headers": [
+            (b"content-type", answer.content_type.encode()), (b"content-length", str(len(answer.body)).encode()),
+            *((name.encode(), value.encode("latin-1")) for name, value in answer.headers.items())]})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else answer.body})
+
+
+async def _asgi_answer(method: str, path: str, headers: dict[str, str]) -> Answer:
+    if method not in ("GET", "HEAD"):
+        return Answer(405, b"", "text/plain", {"Allow": "GET, HEAD"})
+    if path == "/healthz":
+        return healthz_answer()
+    if path == "/readyz":
+        return await readyz_answer()
+    return await _in_thread(_scrape, headers.get("authorization"), headers.get("accept"))
+
+
+def _scrape(authorization: str | None, accept: str | None) -> Answer:
+    try:
+        return metrics_answer(authorization=authorization, accept=accept)
+    finally:
+        connection.close()  # nothing held between scrapes (with a pool: back to it)
+
+
+# --- Django views (the test client, WSGI) ----------------------------------------------------
+
+def _response(answer: Answer) -> HttpResponse:
+    response = HttpResponse(answer.body, status=answer.status, content_type=answer.content_type)
+    for name, value in answer.headers.items():
+        response[name] = value
+    return response
+
+
+@require_safe
+def healthz(request: HttpRequest) -> HttpResponse:
+    return _response(healthz_answer())
+
+
+@require_safe
+async def readyz(request: HttpRequest) -> HttpResponse:
+    return _response(await readyz_answer())
 
 
 @require_safe
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    if not metrics.token_accepted(request.headers.get("Authorization")):
-        response = HttpResponse("a metrics token is required\n", status=401, content_type="text/plain")
-        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-        return response
-    body, content_type = metrics.exposition(metrics.API, request.headers.get("Accept"))
-    return HttpResponse(body, content_type=content_type)
+    return _response(metrics_answer(authorization=request.headers.get("Authorization"),
+                                    accept=request.headers.get("Accept")))
 
 
 class QuietProbes(logging.Filter):
@@ -84,6 +171,3 @@ class QuietProbes(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         request = getattr(record, "request", None)
         return getattr(request, "path", None) not in _PROBES
-
-
-_PROBES = frozenset({"/healthz", "/readyz"})

@@ -24,7 +24,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 ENABLED = False
-EXCLUDED_URLS = "healthz,readyz,metrics"  # probes and scrapes make no spans
+EXCLUDED_URLS = "/healthz$,/readyz$,/metrics$"  # probes and scrapes make no spans (Daphne: never reach Django)
 _forced: contextvars.ContextVar[int | None] = contextvars.ContextVar("arkloop_forced_trace_id", default=None)
 _tracer: Any = None
 

@@ -36,7 +36,20 @@ def test_live_server_is_healthy_and_ready(live_server, transactional_db):
         assert http.get("/healthz").json() == {"status": "ok"}
         ready = http.get("/readyz")
         assert ready.status_code == 200 and ready.json() == {"status": "ok"}
-        assert "X-Trace-Id" in http.get("/healthz").headers  # still a request of this service
+        assert len(http.get("/healthz").headers["X-Trace-Id"]) == 32  # still a request of this service
+        assert http.head("/readyz").status_code == 200
+        refused = http.post("/healthz")
+        assert refused.status_code == 405 and refused.headers["Allow"] == "GET, HEAD"
+
+
+def test_probes_and_scrapes_answer_whatever_the_host(live_server, transactional_db):
+    """Load balancers and Prometheus address a process by its IP, which ALLOWED_HOSTS refuses for
+    the API (400); the operator endpoints answer all the same."""
+    with httpx.Client(base_url=live_server.url, timeout=20, headers={"Host": "10.1.2.3:8001"}) as http:
+        assert http.get("/v1/threads").status_code == 400
+        assert http.get("/healthz").status_code == 200
+        assert http.get("/readyz").status_code == 200
+        assert "arkloop_http_requests_total" in http.get("/metrics").text
 
 
 def test_readyz_is_503_while_the_database_is_unreachable_and_healthz_stays_ok():
