@@ -10,7 +10,8 @@ fresh process on its own migrated SQLite file (the comparison needs no PostgreSQ
 - `on`: tracing on, exporting to a local collector that drops what it gets (for scale).
 
 And per delivered SSE event, the one thing metrics add to fan-out: `arkloop_sse_events_sent.inc()`.
-`BENCH_TRACING_REQUESTS` sets the requests per round (default 2000; 5 rounds, the median is shown).
+`BENCH_TRACING_REQUESTS` sets the requests per round (default 2000, 100 with `--quick`; 5 rounds,
+the median is shown).
 """
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from benchmarks.support import quick
+
 TITLE = "Tracing: per-request CPU with tracing off (a no-op, as shipped) and on"
 ROOT = Path(__file__).resolve().parent.parent
-REQUESTS = int(os.environ.get("BENCH_TRACING_REQUESTS", 2000))
+REQUESTS = int(os.environ.get("BENCH_TRACING_REQUESTS", 100 if quick() else 2000))
 ROUNDS = 5
 MODES = ("no-op", "unset", "on")
 
