@@ -16,6 +16,7 @@ from arkloop.metrics import UNMATCHED, route_label
 from runs.models import Run
 from runs.runner.telemetry import tool_label
 from runs.stream.asgi import STREAM_ROUTE
+from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.ops.scrape import parse, scrape
 from tests.runner.processes import RunnerProcess, wait_until
 from tests.servers import DaphneServer, free_port
@@ -110,9 +111,18 @@ def test_metrics_text_declares_the_types(anonymous, db):
 
 # --- real Daphne and a real runner -------------------------------------------------------------------
 
-def test_metrics_move_as_runs_are_created_executed_and_streamed(live_server, alice, database_url):
+@pytest.fixture
+def receiver():
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+def test_metrics_move_as_runs_are_created_executed_and_streamed(live_server, alice, database_url, settings, receiver):
     daphne = f"{live_server.url}/metrics"
     before = scrape(daphne)
+    settings.ARKLOOP_ALLOW_PRIVATE_URLS = True  # the receiver listens on 127.0.0.1
+    hook = alice.client.post("/v1/webhooks", {"url": receiver.url, "events": ["run.completed", "run.failed"]})
+    assert hook.status_code == 201, hook.content
     script = stub(tools=[{"name": "calculator", "arguments": {"expression": "6*7"}},
                          {"name": f"mcp__evil__{UUID}", "arguments": {}}], reply="It is 42.")
     with httpx.Client(base_url=live_server.url, headers=alice.auth, timeout=20) as http:
@@ -131,9 +141,12 @@ def test_metrics_move_as_runs_are_created_executed_and_streamed(live_server, ali
     assert created.value("arkloop_runs_oldest_unclaimed_age_seconds") > 0
 
     port = free_port()
-    with RunnerProcess(database_url, "--metrics-port", str(port), "--concurrency", "4"):
+    with RunnerProcess(database_url, "--metrics-port", str(port), "--concurrency", "4",
+                       ARKLOOP_ALLOW_PRIVATE_URLS="true"):
         wait_until(lambda: Run.objects.filter(pk__in=[run_id, failed_id], status__in=["completed", "failed"]).count()
                    == 2, what="both runs to finish")
+        wait_until(lambda: scrape(f"http://127.0.0.1:{port}/metrics").value(
+            "arkloop_webhook_deliveries_total", outcome="delivered") == 2, what="both outcomes to be delivered")
         runner = scrape(f"http://127.0.0.1:{port}/metrics")
     run = Run.objects.get(pk=run_id)
     assert run.status == "completed"
@@ -148,7 +161,7 @@ def test_metrics_move_as_runs_are_created_executed_and_streamed(live_server, ali
     assert runner.value("arkloop_tool_calls_total", tool="calculator", outcome="ok") == 1
     assert runner.value("arkloop_tool_calls_total", tool="mcp", outcome="denied") == 1
     assert runner.value("arkloop_runner_slots", state="busy") + runner.value("arkloop_runner_slots", state="free") == 4
-    assert runner.types["arkloop_webhook_deliveries"] == "counter"
+    assert runner.value("arkloop_webhook_deliveries_total", outcome="retry") == 0
 
     response, frames = read_all(events_url(live_server.url, run_id), alice.auth)
     assert response.status_code == 200 and frames[-1].event == "run.completed"
