@@ -11,16 +11,21 @@ twice:
 - `PublicOnlyTransport` when a request is sent: an httpx transport that resolves the host itself,
   refuses unless every address is public, and connects to the address it checked (the Host header
   and TLS server name stay the URL's), so a DNS answer that changes between the check and the
-  connection cannot reach a private address. Any httpx client can use it (`transport=`).
+  connection cannot reach a private address. Any httpx client can use it (`transport=`);
+  `PublicOnlyTransport2` is the same for httpx2 clients — the fork of httpx, with the same transport
+  interface, that the official MCP SDK speaks.
 """
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 import socket
+from types import ModuleType
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import httpx2
 from django.conf import settings
 
 MAX_URL_LENGTH = 2048
@@ -99,8 +104,11 @@ def check_outbound_url(url: str) -> str:
     return url
 
 
-async def outbound_address(url: httpx.URL) -> Address:
-    """The address to connect to for `url`: resolved and checked now (OutboundRefused otherwise)."""
+async def outbound_address(url: httpx.URL | httpx2.URL, *, http: ModuleType = httpx) -> Address:
+    """The address to connect to for `url`: resolved and checked now (OutboundRefused otherwise).
+
+    A name that does not resolve is `http.ConnectError` (`http`: the httpx or httpx2 module).
+    """
     scheme, host, port = _split(str(url))
     literal = _literal(host)
     if literal is not None:
@@ -109,33 +117,47 @@ async def outbound_address(url: httpx.URL) -> Address:
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as exc:
-            raise httpx.ConnectError(f"cannot resolve {host}: {exc}") from None
+            raise http.ConnectError(f"cannot resolve {host}: {exc}") from None
         addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
         if not addresses:
-            raise httpx.ConnectError(f"cannot resolve {host}")
+            raise http.ConnectError(f"cannot resolve {host}")
     _refuse_unless_public(addresses)
     return addresses[0]
 
 
-class PublicOnlyTransport(httpx.AsyncBaseTransport):
-    """An httpx transport that connects only to addresses `check_outbound_url`'s rule allows.
+class _PublicOnly:
+    """An httpx(2) transport that connects only to addresses `check_outbound_url`'s rule allows.
 
     Raises OutboundRefused (before any byte is sent) for a private address. Redirects are the
     client's business; use `follow_redirects=False` (every caller here does).
     """
 
-    def __init__(self, **transport_options) -> None:
-        self._inner = httpx.AsyncHTTPTransport(**transport_options)
+    http: ModuleType  # the httpx or httpx2 module
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        address = await outbound_address(request.url)
+    def __init__(self, **transport_options) -> None:
+        self._inner = self.http.AsyncHTTPTransport(**transport_options)
+
+    async def handle_async_request(self, request: Any) -> Any:  # an httpx or httpx2 Request → Response
+        address = await outbound_address(request.url, http=self.http)
         host = request.url.host
         if _literal(host) is None:
             ip = f"[{address}]" if address.version == 6 else str(address)
             request.url = request.url.copy_with(host=ip)
             request.extensions = {**request.extensions, "sni_hostname": host}
-            # The Host header httpx built from the original URL is kept as it is.
+            # The Host header the client built from the original URL is kept as it is.
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+class PublicOnlyTransport(_PublicOnly, httpx.AsyncBaseTransport):
+    """For httpx clients (webhook deliveries)."""
+
+    http = httpx
+
+
+class PublicOnlyTransport2(_PublicOnly, httpx2.AsyncBaseTransport):
+    """For httpx2 clients (the MCP SDK's streamable HTTP transport)."""
+
+    http = httpx2

@@ -6,9 +6,10 @@ import http.server
 import threading
 
 import httpx
+import httpx2
 import pytest
 
-from arkloop.outbound import OutboundRefused, PublicOnlyTransport, check_outbound_url
+from arkloop.outbound import OutboundRefused, PublicOnlyTransport, PublicOnlyTransport2, check_outbound_url
 
 
 @pytest.mark.parametrize("url", [
@@ -57,20 +58,37 @@ def local_server():
     server.shutdown()
 
 
-def _get(url: str) -> httpx.Response:
-    async def fetch() -> httpx.Response:
-        async with httpx.AsyncClient(transport=PublicOnlyTransport(), follow_redirects=False) as client:
-            return await client.get(url)
+# The httpx transport (webhooks) and the httpx2 one (the MCP SDK's client) apply the same rule.
+CLIENTS = [pytest.param((httpx, PublicOnlyTransport), id="httpx"),
+           pytest.param((httpx2, PublicOnlyTransport2), id="httpx2")]
+
+
+def _get(url: str, client: tuple) -> object:
+    http, transport = client
+
+    async def fetch() -> object:
+        async with http.AsyncClient(transport=transport(), follow_redirects=False) as session:
+            return await session.get(url)
     return asyncio.run(fetch())
 
 
-def test_transport_refuses_a_name_that_resolves_to_loopback(local_server: int) -> None:
+@pytest.mark.parametrize("client", CLIENTS)
+def test_transport_refuses_a_name_that_resolves_to_loopback(local_server: int, client: tuple) -> None:
     with pytest.raises(OutboundRefused):
-        _get(f"http://localhost:{local_server}/")
+        _get(f"http://localhost:{local_server}/", client)
 
 
-def test_transport_connects_to_the_checked_address_keeping_the_host_header(settings, local_server: int) -> None:
+@pytest.mark.parametrize("client", CLIENTS)
+def test_transport_connects_to_the_checked_address_keeping_the_host_header(settings, local_server: int,
+                                                                           client: tuple) -> None:
     settings.ARKLOOP_ALLOW_PRIVATE_URLS = True
-    response = _get(f"http://localhost:{local_server}/")
+    response = _get(f"http://localhost:{local_server}/", client)
     assert response.status_code == 200
     assert response.text == f"localhost:{local_server}"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_transport_reports_an_unresolvable_name_as_its_clients_connect_error(client: tuple) -> None:
+    http, _ = client
+    with pytest.raises(http.ConnectError):
+        _get("http://nothing-here.invalid/", client)
