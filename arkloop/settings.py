@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "personas",
     "runs",
     "webhooks",
+    "mcp_servers",
 ]
 
 MIDDLEWARE = [
@@ -206,5 +207,7 @@ LOGGING = {
     "filters": {"quiet_probes": {"()": "arkloop.operations.QuietProbes"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "django.request": {"filters": ["quiet_probes"]}},
+    # httpx2 (the MCP SDK's HTTP client) logs every request, URL included, at INFO.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "django.request": {"filters": ["quiet_probes"]},
+                "httpx2": {"level": "WARNING"}},
 }

@@ -22,6 +22,7 @@ v1 = [
     path("", include("runs.stream.urls")),
     path("", include("runs.urls")),
     path("", include("webhooks.urls")),
+    path("", include("mcp_servers.urls")),
     *router.urls,
 ]
 
