@@ -18,6 +18,7 @@ import yaml
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 
+from personas.tool_patterns import pattern_covered
 from runs.limits import LimitsInvalid, limits_parse
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
@@ -91,7 +92,7 @@ def _check_types(fields: dict[str, Any]) -> None:
     for name in ("tools", "confirm_tools"):
         if not isinstance(fields[name], list) or not all(isinstance(t, str) and t for t in fields[name]):
             raise SpecError(f"{name} must be a list of tool names")
-    if not set(fields["confirm_tools"]) <= set(fields["tools"]):
+    if not all(pattern_covered(fields["tools"], entry) for entry in fields["confirm_tools"]):
         raise SpecError("confirm_tools must be a subset of tools")
     for name in ("title", "description", "system_prompt", "route_id"):
         if not isinstance(fields[name], str):

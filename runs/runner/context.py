@@ -1,5 +1,5 @@
-"""Loading what one run needs to execute: the run, its persona, its routes, its log, and as much of
-the conversation as its route's context window can take."""
+"""Loading what one run needs to execute: the run, its persona, its routes, its log, its org's MCP
+servers, and as much of the conversation as its route's context window can take."""
 from __future__ import annotations
 
 import datetime as dt
@@ -11,6 +11,8 @@ from django.db.models import Q
 from django.db.models.functions import Length
 from django.utils import timezone
 
+from mcp_servers.config import ServerConfig
+from mcp_servers.selectors import mcp_server_configs
 from personas.models import Persona, Route
 from personas.selectors import persona_find
 from runs.limits import platform_limits
@@ -31,7 +33,7 @@ class PersonaConfig:
     """The parts of a persona the loop uses (defaults when a run names no stored persona)."""
 
     system_prompt: str = ""
-    tools: list[str] = field(default_factory=lambda: list(REGISTRY))
+    tools: list[str] = field(default_factory=lambda: [*REGISTRY, "mcp__*"])
     confirm_tools: list[str] = field(default_factory=list)
     max_output_tokens: int | None = None  # the provider's max_tokens per call
     temperature: float | None = None
@@ -49,6 +51,7 @@ class RunContext:
     budget: Budget
     older_messages: int = 0        # visible thread messages before `conversation`, not loaded
     problem: str = ""              # why the run cannot execute at all (unknown persona or route)
+    mcp_servers: list[ServerConfig] = field(default_factory=list)  # the org's, header values decrypted
 
 
 class ContextProblem(Exception):
@@ -70,7 +73,7 @@ def context_load(run_id: Any) -> RunContext:
                         system_prompt=persona.system_prompt, tools=tool_specs(persona.tools))
     conversation, older = conversation_load(run, max_tokens=room)
     return RunContext(run=run, persona=persona, routes=routes, conversation=conversation, log=log, budget=budget,
-                      older_messages=older)
+                      older_messages=older, mcp_servers=mcp_server_configs(org_id=run.org_id))
 
 
 def _seconds_running(run: Run, events: list[tuple[str, dict, dt.datetime]]) -> float:

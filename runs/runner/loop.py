@@ -30,7 +30,8 @@ from runs.runner.leases import MAX_INTERRUPTIONS, RELEASE, Claim, interruption_e
 from runs.runner.providers.base import Entry, ProviderError, TextDelta, ToolCall, TurnRequest
 from runs.runner.retry import TurnCaller, TurnOutput
 from runs.runner.state import CallState, RestartReason, Turn
-from runs.runner.tools import ASK_USER, ToolFailed, ask_user_prompt, tool_call, tool_specs
+from runs.runner.toolbox import Toolbox
+from runs.runner.tools import ASK_USER, ToolFailed, ask_user_prompt
 from runs.runner.window import input_budget, window_fit
 from runs.runner.writer import EventWriter
 from runs.services import run_complete
@@ -55,10 +56,14 @@ class AgentLoop:
         self.db = db
         self.writer = writer
         self.ctx: RunContext | None = None
+        self.toolbox: Toolbox | None = None
 
     async def execute(self) -> Outcome:
         """Run until an outcome: completed, failed, waiting or cancelled."""
         self.ctx = await self.db.call(context_load, self.claim.run_id)
+        persona = self.ctx.persona
+        self.toolbox = Toolbox(tools=persona.tools, confirm_tools=persona.confirm_tools,
+                               mcp_servers=self.ctx.mcp_servers)
         set_trace_id(self.ctx.run.trace_id)  # this task's log lines and spans are the run's trace
         with telemetry.run_span(self.ctx, attempt=self.claim.attempt):
             outcome = await self._begin()
@@ -138,9 +143,9 @@ class AgentLoop:
 
     async def _request(self, route: Route) -> TurnRequest:
         """The next call: the prompt, the newest messages that fit the route's window (announcing
-        what was left out), `max_tokens` capped by the run's budget."""
+        what was left out), `max_tokens` capped by the run's budget, the built-in and MCP tools."""
         persona, log = self.ctx.persona, self.ctx.log
-        tools = tool_specs(persona.tools)
+        tools = await self.toolbox.specs()
         max_tokens = self.ctx.budget.max_tokens(log, route, persona.max_output_tokens)
         room = input_budget(context_window=route.context_window, max_tokens=max_tokens,
                             system_prompt=persona.system_prompt, tools=tools)
@@ -219,18 +224,19 @@ class AgentLoop:
         return None
 
     async def _settle(self, state: CallState) -> Outcome | None:
-        call, persona = state.call, self.ctx.persona
-        if call.name not in persona.tools:
-            return await self._deny(state, f"tool {call.name!r} is not allowed for this persona")
+        call = state.call
+        if denied := self.toolbox.check(call.name):
+            return await self._deny(state, denied)
         if state.input is not None:
             return await self._answered(state)
         if call.name == ASK_USER:
             return await self._wait({"kind": "question", "prompt": ask_user_prompt(call.arguments),
                                      **_call_fields(call)})
-        if call.name in persona.confirm_tools:
+        plan = await self.toolbox.plan(call.name)
+        if plan.failure is None and plan.confirm:
             return await self._wait({"kind": "tool_confirmation", "prompt": _confirm_prompt(call),
                                      **_call_fields(call)})
-        return await self._execute(state)
+        return await self._execute(state, failure=plan.failure)
 
     async def _answered(self, state: CallState) -> Outcome | None:
         if state.call.name == ASK_USER:
@@ -239,18 +245,25 @@ class AgentLoop:
             return await self._execute(state)
         return await self._deny(state, "the user did not approve this tool call")
 
-    async def _execute(self, state: CallState) -> Outcome | None:
+    async def _execute(self, state: CallState, *, failure: ToolFailed | None = None) -> Outcome | None:
+        """Run the tool (or record the failure already known, e.g. its MCP server is unreachable) within
+        the run's budget. An MCP call may take its server's timeout; a cancel or the run's timeout
+        interrupts it."""
         if exceeded := self.ctx.budget.before_tool(self.ctx.log):
             return await self._over_budget(exceeded)
         span, outcome = telemetry.tool_started(state.call), None
         try:
-            outcome = {"result": await tool_call(state.call.name, state.call.arguments)}
-        except ToolFailed as exc:
-            outcome = {"error": {"error_class": exc.error_class, "message": exc.message}}
+            outcome = _error(failure) if failure is not None else await self._run(state.call)
         finally:
             telemetry.tool_ended(span, outcome)  # None: interrupted (a cancel, the run's timeout)
         self.ctx.log.tools_executed += 1
         return await self._record(state, outcome)
+
+    async def _run(self, call: ToolCall) -> dict[str, Any]:
+        try:
+            return {"result": await self.toolbox.run(call.name, call.arguments)}
+        except ToolFailed as exc:
+            return _error(exc)
 
     async def _record(self, state: CallState, outcome: dict[str, Any]) -> None:
         data = {"tool_call_id": state.call.id, "tool_name": state.call.name, **outcome}
@@ -306,6 +319,10 @@ class _Finished(Exception):
 
     def __init__(self, outcome: Outcome) -> None:
         self.outcome = outcome
+
+
+def _error(failure: ToolFailed) -> dict[str, Any]:
+    return {"error": {"error_class": failure.error_class, "message": failure.message}}
 
 
 def _call_fields(call: ToolCall) -> dict[str, Any]:

@@ -1,12 +1,13 @@
 """The tool registry: what a model may call, with JSON schemas for the providers.
 
-The agent loop runs a tool with `await tool_call(name, arguments)`, the one way in. A tool's
-function is a plain function of its arguments or a coroutine function; a plain one runs on a
-small thread pool of its own, so the awaiting run can be cancelled or time out at once whatever
-the tool does (an abandoned call finishes on its thread, its result unused), and a slow tool
-never blocks the event loop the other runs share. `ask_user` is special: it has no function, the
-loop turns it into `run.waiting_for_input` (kind `question`) and the user's answer becomes its
-result. Permission (the persona's `tools` and `confirm_tools`) is checked by the loop, not here.
+A built-in tool runs with `await tool_call(name, arguments)`, the one way in (the agent loop
+reaches it, and the MCP tools, through `toolbox.Toolbox`, which also applies the persona's `tools`
+and `confirm_tools`). A tool's function is a plain function of its arguments or a coroutine
+function; a plain one runs on a small thread pool of its own, so the awaiting run can be cancelled
+or time out at once whatever the tool does (an abandoned call finishes on its thread, its result
+unused), and a slow tool never blocks the event loop the other runs share. `ask_user` is special:
+it has no function, the loop turns it into `run.waiting_for_input` (kind `question`) and the
+user's answer becomes its result.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from personas.tool_patterns import tool_allowed
 from runs.runner.calculator import CalculatorError, calculate
 from runs.runner.providers.base import ToolSpec
 
@@ -33,6 +35,14 @@ class ToolFailed(Exception):
         self.error_class = error_class
         self.message = message
         super().__init__(message)
+
+
+@dataclass
+class ToolPlan:
+    """What to do with an allowed call before running it."""
+
+    confirm: bool = False               # wait for the user's approval (run.waiting_for_input tool_confirmation)
+    failure: ToolFailed | None = None   # known to fail without running: recorded as the call's error
 
 
 @dataclass
@@ -73,9 +83,10 @@ REGISTRY: dict[str, Tool] = {
 }
 
 
-def tool_specs(names: list[str]) -> list[ToolSpec]:
-    """The specs of the registered tools among `names`, for the provider request."""
-    return [REGISTRY[name].spec for name in names if name in REGISTRY]
+def tool_specs(patterns: list[str]) -> list[ToolSpec]:
+    """The specs of the registered tools that `patterns` (a persona's `tools`) allow, in their order."""
+    names = dict.fromkeys(name for pattern in patterns for name in REGISTRY if tool_allowed([pattern], name))
+    return [REGISTRY[name].spec for name in names]
 
 
 async def tool_call(name: str, arguments: dict[str, Any]) -> Any:

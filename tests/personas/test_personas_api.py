@@ -12,7 +12,8 @@ def persona_ids(actor) -> list[str]:
 
 def test_list_shows_builtins_as_key_at_version(bob):
     personas = {p["persona_id"]: p for p in bob.client.get("/v1/personas").json()}
-    assert {"default@1", "careful@1"} <= set(personas)
+    assert {"default@1", "default@2", "careful@1"} <= set(personas)
+    assert "mcp__*" in personas["default@2"]["tools"]
     careful = personas["careful@1"]
     assert careful["title"] and careful["description"]
     assert careful["tools"] == ["echo", "calculator", "current_time", "ask_user"]
@@ -53,12 +54,12 @@ def test_list_honours_limit(alice):
         assert response.json()["details"]["fields"] == {"limit": ["must be an integer from 1 to 200"]}
 
 
-@pytest.mark.parametrize("persona_id", ["default@1", "default"])
-def test_detail_by_exact_id_or_bare_key_includes_the_system_prompt(bob, persona_id):
+@pytest.mark.parametrize("persona_id,found", [("default@1", "default@1"), ("default", "default@2")])
+def test_detail_by_exact_id_or_bare_key_includes_the_system_prompt(bob, persona_id, found):
     response = bob.client.get(f"/v1/personas/{persona_id}")
     assert response.status_code == 200
     body = response.json()
-    assert body["persona_id"] == "default@1" and body["system_prompt"]
+    assert body["persona_id"] == found and body["system_prompt"]
 
 
 def test_detail_of_a_bare_key_is_its_newest_active_version(alice):
@@ -67,7 +68,7 @@ def test_detail_of_a_bare_key_is_its_newest_active_version(alice):
     assert alice.client.get("/v1/personas/writer").json()["persona_id"] == "writer@2"
 
 
-@pytest.mark.parametrize("persona_id", ["nope", "nope@1", "default@2", "default@x", "%40", "default@1@1"])
+@pytest.mark.parametrize("persona_id", ["nope", "nope@1", "default@99", "default@x", "%40", "default@1@1"])
 def test_unknown_persona_is_404_personas_not_found(alice, persona_id):
     response = alice.client.get(f"/v1/personas/{persona_id}")
     assert response.status_code == 404

@@ -13,7 +13,7 @@ def fields_of(excinfo) -> dict:
 def test_nothing_resolves_to_the_default_builtin_persona(alice):
     for nothing in (None, ""):
         persona = persona_resolve(org_id=alice.org.id, persona_id=nothing)
-        assert persona.public_id == "default@1"
+        assert persona.public_id == "default@2"
         assert persona.is_builtin and persona.org_id is None
 
 
@@ -25,7 +25,8 @@ def test_default_persona_follows_the_setting(alice, settings):
 def test_builtin_personas_have_the_documented_tools(alice):
     default = persona_resolve(org_id=alice.org.id, persona_id="default")
     careful = persona_resolve(org_id=alice.org.id, persona_id="careful")
-    assert default.tools == ["echo", "calculator", "current_time", "ask_user"] == careful.tools
+    assert default.tools == ["echo", "calculator", "current_time", "ask_user", "mcp__*"]
+    assert careful.tools == ["echo", "calculator", "current_time", "ask_user"]
     assert default.confirm_tools == [] and careful.confirm_tools == ["calculator"]
     assert default.route_id == careful.route_id == "stub"
 
@@ -68,16 +69,16 @@ def test_another_orgs_persona_is_unknown_to_this_org(alice, charlie):
 
 
 def test_org_own_persona_wins_over_platform_on_equal_key_and_version(alice, charlie):
-    own = make_persona(key="default", version=1, org=alice.org)
-    assert persona_resolve(org_id=alice.org.id, persona_id="default@1") == own
+    own = make_persona(key="default", version=2, org=alice.org)
+    assert persona_resolve(org_id=alice.org.id, persona_id="default@2") == own
     assert persona_resolve(org_id=alice.org.id, persona_id=None) == own
-    assert persona_resolve(org_id=charlie.org.id, persona_id="default@1").is_builtin
+    assert persona_resolve(org_id=charlie.org.id, persona_id="default@2").is_builtin
 
 
 def test_bare_key_takes_the_newest_version_across_org_and_platform(alice):
-    make_persona(key="default", version=2)
+    make_persona(key="default", version=3)
     make_persona(key="default", version=1, org=alice.org)
-    assert persona_resolve(org_id=alice.org.id, persona_id="default").public_id == "default@2"
+    assert persona_resolve(org_id=alice.org.id, persona_id="default").public_id == "default@3"
 
 
 def test_route_comes_from_the_request_then_the_persona_then_the_setting(alice, settings):
