@@ -15,6 +15,7 @@ from mcp_servers.config import ServerConfig
 from mcp_servers.selectors import mcp_server_configs
 from personas.models import Persona, Route
 from personas.selectors import persona_find
+from personas.tool_patterns import tool_allowed
 from runs.limits import platform_limits
 from runs.models import Run, RunEvent
 from runs.runner.budget import Budget
@@ -72,8 +73,9 @@ def context_load(run_id: Any) -> RunContext:
     room = input_budget(context_window=routes[0].context_window, max_tokens=persona.max_output_tokens,
                         system_prompt=persona.system_prompt, tools=tool_specs(persona.tools))
     conversation, older = conversation_load(run, max_tokens=room)
+    servers = mcp_server_configs(org_id=run.org_id) if _may_call_mcp(persona.tools) else []
     return RunContext(run=run, persona=persona, routes=routes, conversation=conversation, log=log, budget=budget,
-                      older_messages=older, mcp_servers=mcp_server_configs(org_id=run.org_id))
+                      older_messages=older, mcp_servers=servers)
 
 
 def _seconds_running(run: Run, events: list[tuple[str, dict, dt.datetime]]) -> float:
@@ -154,6 +156,11 @@ def _before(cursor: tuple[dt.datetime, Any]) -> Q:
     """Messages older than `(created_at, id)` in the conversation's order."""
     created_at, pk = cursor
     return Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk)
+
+
+def _may_call_mcp(patterns: list[str]) -> bool:
+    """Whether the persona's `tools` can allow any MCP tool (else the org's servers need no loading)."""
+    return any(pattern.startswith("mcp__") or tool_allowed([pattern], "mcp__") for pattern in patterns)
 
 
 def route_selected_data(route: Route) -> dict[str, str]:
