@@ -6,6 +6,7 @@ colleague's (for members) are simply absent: the caller gets 404, never 403.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.db.models import QuerySet
 from rest_framework.permissions import BasePermission
@@ -33,5 +34,5 @@ class OrgAdminsOnly(BasePermission):
     """Endpoints only an org admin may use (MCP servers, webhooks): a member gets 403 auth.forbidden,
     whatever the object — the same answer for every id, so it reveals nothing."""
 
-    def has_permission(self, request, view) -> bool:
+    def has_permission(self, request: Any, view: Any) -> bool:
         return request.auth is not None and request.auth.is_admin

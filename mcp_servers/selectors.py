@@ -37,7 +37,7 @@ def mcp_server_list(*, principal: Principal, limit: int, before: str | None = No
     return keyset_page(McpServer.objects.filter(org_id=principal.org_id), limit=limit, before=anchor)
 
 
-def mcp_server_config(server: McpServer) -> ServerConfig:
+def mcp_server_config(*, server: McpServer) -> ServerConfig:
     """What a session with `server` needs, its header values decrypted (for the HTTP client only)."""
     try:
         headers, problem = headers_open(server.headers_encrypted), ""
@@ -51,7 +51,7 @@ def mcp_server_config(server: McpServer) -> ServerConfig:
 
 def mcp_server_configs(*, org_id: Any) -> list[ServerConfig]:
     """Every server of the org, for a run of that org."""
-    return [mcp_server_config(server) for server in McpServer.objects.filter(org_id=org_id).order_by("name")]
+    return [mcp_server_config(server=server) for server in McpServer.objects.filter(org_id=org_id).order_by("name")]
 
 
 class McpUnavailable(ApiError):
@@ -60,7 +60,7 @@ class McpUnavailable(ApiError):
     message = "the MCP server could not be reached"
 
 
-async def mcp_server_tools(config: ServerConfig) -> list[McpTool]:
+async def mcp_server_tools(*, config: ServerConfig) -> list[McpTool]:
     """The tools the server offers, asked now; McpUnavailable (502) when it does not answer in time."""
     from mcp_servers.client import tools_list  # the SDK loads on first use, not with the URL conf
 

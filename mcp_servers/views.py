@@ -62,10 +62,10 @@ class McpServerViewSet(viewsets.ViewSet):
     def tools(self, request: Request, pk: str) -> Response:
         """The tools the server offers now, fetched from it (not cached)."""
         server = selectors.access_mcp_server(principal=request.auth, server_id=pk)
-        config = selectors.mcp_server_config(server)
+        config = selectors.mcp_server_config(server=server)
         if not connection.in_atomic_block:
             # The wait below can last the server's timeout (up to 300 s): give the pooled database
             # connection back first, so slow servers cannot exhaust the pool for everyone else.
             connection.close()
-        tools = async_to_sync(selectors.mcp_server_tools)(config)
+        tools = async_to_sync(selectors.mcp_server_tools)(config=config)
         return Response(McpToolSerializer([tool.as_dict() for tool in tools], many=True).data)

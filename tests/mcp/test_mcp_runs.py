@@ -50,6 +50,12 @@ def test_a_read_only_tool_runs_and_its_result_is_recorded(alice, mcp_server):
     assert_gapless(run_id)
 
 
+def test_a_members_runs_use_the_servers_the_admin_registered(alice, bob, mcp_server):
+    register(alice, mcp_server.url)
+    run_id = run_tools(bob, call("mcp__calc__add", a=4, b=4))
+    assert text(outcomes(run_id)["mcp__calc__add"]["result"]) == "8.0" and run(run_id).status == "completed"
+
+
 def test_a_tool_that_raises_answers_a_result_marked_is_error(alice, mcp_server):
     register(alice, mcp_server.url)
     run_id = run_tools(alice, call("mcp__calc__fail", reason="on purpose"))

@@ -189,3 +189,10 @@ def test_a_server_refused_by_the_address_rule_at_connection_time_is_502(alice, m
     response = alice.client.get(f"/v1/mcp-servers/{server['id']}/tools")
     assert response.status_code == 502 and "refused" in response.json()["message"]
     assert mcp_server.url not in json.dumps(response.json())
+
+
+def test_headers_that_cannot_be_decrypted_make_the_server_unavailable(alice, mcp_server, settings):
+    server = register(alice, mcp_server.url)
+    settings.ARKLOOP_ENCRYPTION_KEY = "a-key-that-did-not-encrypt-them"
+    response = alice.client.get(f"/v1/mcp-servers/{server['id']}/tools")
+    assert response.status_code == 502 and "cannot be decrypted" in response.json()["message"]
