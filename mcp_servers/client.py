@@ -7,8 +7,8 @@ only its own calls, and an interrupted call leaves no session behind to clean up
 Time: each listing or call gets the server's `timeout_seconds` in all, connection included. A
 session that is not up by then is `mcp.unavailable`; a call that has not answered is
 `tool.timeout`. Cancelling the awaiting task (a run cancelled, or out of time) interrupts the
-call at once: the SDK aborts the request, the server sees the request go away, and the HTTP
-session refuses to send its goodbye, so a stalled server cannot hold the cancel up.
+call at once: the SDK aborts the request, the server sees the request go away, and the session's
+goodbye (a DELETE) is refused rather than sent, so a stalled server cannot hold the cancel up.
 
 Addresses: the HTTP client is httpx2 (the SDK's) over `arkloop.outbound.PublicOnlyTransport2`,
 which connects only to public addresses unless ARKLOOP_ALLOW_PRIVATE_URLS is on, and never
