@@ -1,10 +1,10 @@
 """The MCP tools of one run: its org's servers, offered as `mcp__<server>__<tool>`.
 
 - Offering: the servers the persona's `tools` could reach are listed at once (in parallel, each
-  within its own timeout) before the first turn of an execution; a server that cannot be listed
-  offers nothing this time, the others are unaffected. A successful listing is kept for
-  LISTING_TTL_SECONDS per runner process, keyed by the server's `updated_at`, so an edit is seen
-  at once. Tools whose full name a provider would refuse (not `[A-Za-z0-9_-]{1,64}`) are not offered.
+  within its own timeout; cached per process, see mcp_listings) before the first turn of an
+  execution; a server that cannot be listed offers nothing for the rest of this execution, the
+  others are unaffected. Tools whose full name a provider would refuse (not
+  `[A-Za-z0-9_-]{1,64}`) are not offered.
 - Permission (no network): the name must be `mcp__<a server of the org>__<tool>`, allowed by the
   persona's `tools` and by the server's `allowed_tools` when set; anything else is `tool.denied`.
 - Approval: `require_approval` `never` and `always` decide alone; `unless_read_only` asks the
@@ -19,22 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from typing import Any
 
 from mcp_servers.config import McpFailure, McpTool, ServerConfig
 from personas.tool_patterns import tool_allowed
+from runs.runner.mcp_listings import listing_fetch
 from runs.runner.providers.base import ToolSpec
 from runs.runner.tools import ToolFailed, ToolPlan
 
 log = logging.getLogger("runs.runner")
 PREFIX = "mcp__"
 SEPARATOR = "__"
-LISTING_TTL_SECONDS = 60.0
 OFFERABLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")  # what OpenAI and Anthropic accept as a tool name
-
-# Per runner process: server id → (expires at, server version, tools). Successes only.
-_listings: dict[str, tuple[float, str, list[McpTool]]] = {}
 
 
 def is_mcp_tool(name: str) -> bool:
@@ -45,14 +41,14 @@ class McpTools:
     def __init__(self, *, servers: list[ServerConfig], patterns: list[str]) -> None:
         self.servers = servers
         self.patterns = patterns
-        self._listed: dict[str, list[McpTool]] = {}  # this execution's listings
+        self._listed: dict[str, list[McpTool] | McpFailure] = {}  # this execution's listings
 
     # --- offering -----------------------------------------------------------------------------
 
     async def specs(self) -> list[ToolSpec]:
         """The MCP tools to offer the model this turn (listing each reachable server once)."""
         servers = [server for server in self.servers if self._reachable_by_persona(server)]
-        listings = await asyncio.gather(*(self._listing(server) for server in servers), return_exceptions=True)
+        listings = await asyncio.gather(*(self._offered(server) for server in servers), return_exceptions=True)
         specs = []
         for server, listing in zip(servers, listings, strict=True):
             if isinstance(listing, BaseException):
@@ -113,11 +109,13 @@ class McpTools:
         return ToolPlan(confirm=not found.read_only)
 
     async def _find(self, server: ServerConfig, tool: str) -> McpTool | None:
-        """The tool in the server's listing; a listing that lacks it is refreshed once (it may be stale)."""
-        found = next((t for t in await self._listing(server) if t.name == tool), None)
+        """The tool in the server's listing (a failed listing is tried again: the user is about to be
+        asked, or the call reported unavailable); a listing that lacks the tool is refreshed once."""
+        listed = self._listed.get(server.id)
+        tools = listed if isinstance(listed, list) else await self._remember(server, retry_failure=True)
+        found = next((t for t in tools if t.name == tool), None)
         if found is None:
-            self._forget(server)
-            found = next((t for t in await self._listing(server) if t.name == tool), None)
+            found = next((t for t in await self._remember(server, fresh=True) if t.name == tool), None)
         return found
 
     # --- calling --------------------------------------------------------------------------------
@@ -135,21 +133,21 @@ class McpTools:
 
     # --- listings ---------------------------------------------------------------------------------
 
-    async def _listing(self, server: ServerConfig) -> list[McpTool]:
-        """This execution's listing of `server`, else a fresh cached one, else asked now (McpFailure)."""
-        from mcp_servers.client import tools_list  # the SDK loads when a run first needs it
+    async def _offered(self, server: ServerConfig) -> list[McpTool]:
+        """The listing to offer: this execution's, else the process's; a failure stays for the
+        execution (a dead server is not waited for again at every turn)."""
+        listed = self._listed.get(server.id)
+        if isinstance(listed, McpFailure):
+            raise listed
+        if listed is not None:
+            return listed
+        try:
+            return await self._remember(server)
+        except McpFailure as failure:
+            self._listed[server.id] = failure
+            raise
 
-        if server.id in self._listed:
-            return self._listed[server.id]
-        cached = _listings.get(server.id)
-        if cached is not None and cached[0] > time.monotonic() and cached[1] == server.version:
-            tools = cached[2]
-        else:
-            tools = await tools_list(server)
-            _listings[server.id] = (time.monotonic() + LISTING_TTL_SECONDS, server.version, tools)
+    async def _remember(self, server: ServerConfig, **cache: bool) -> list[McpTool]:
+        tools = await listing_fetch(server, **cache)
         self._listed[server.id] = tools
         return tools
-
-    def _forget(self, server: ServerConfig) -> None:
-        self._listed.pop(server.id, None)
-        _listings.pop(server.id, None)

@@ -1,7 +1,9 @@
 """Registering MCP servers through the API, and unreachable endpoints to register."""
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,10 +27,30 @@ def closed_url() -> str:
     return f"http://127.0.0.1:{free_port()}/mcp"
 
 
+class StalledServer:
+    """An endpoint that accepts connections, counts them, and never answers (a stalled server)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/mcp"
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):  # closed at the end
+            while True:
+                self.connections.append(self.listener.accept()[0])
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.connections:
+            connection.close()
+
+
 @contextmanager
-def silent_url() -> Iterator[str]:
-    """An MCP URL that accepts connections and never answers (a stalled server)."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/mcp"
+def silent_url() -> Iterator[StalledServer]:
+    server = StalledServer()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -166,13 +166,25 @@ def test_a_call_past_the_servers_timeout_is_tool_timeout_and_the_next_call_recon
 
 
 def test_a_stalled_server_costs_only_its_own_calls(alice, mcp_server):
-    with silent_url() as url:
-        register(alice, url, name="stalled", timeout_seconds=1, require_approval="never")
+    with silent_url() as stalled:
+        register(alice, stalled.url, name="stalled", timeout_seconds=1, require_approval="never")
         register(alice, mcp_server.url)
         run_id = run_tools(alice, call("mcp__stalled__anything"), call("mcp__calc__add", a=2, b=2))
     assert outcomes(run_id)["mcp__stalled__anything"]["error"]["error_class"] == "mcp.unavailable"
     assert text(outcomes(run_id)["mcp__calc__add"]["result"]) == "4.0"
     assert run(run_id).status == "completed"
+
+
+def test_a_stalled_server_is_waited_for_once_not_by_every_run_and_turn(alice, mcp_server):
+    """Three runs of two turns each, started together: one listing of the stalled server is shared,
+    its failure is remembered, and no later turn or run connects to it again."""
+    with silent_url() as stalled:
+        register(alice, stalled.url, name="stalled", timeout_seconds=1)
+        register(alice, mcp_server.url)
+        run_ids = [start(alice, stub(tools=[call("mcp__calc__add", a=i, b=1)], reply="ok"))[1] for i in range(3)]
+        run_once()
+        assert [run(run_id).status for run_id in run_ids] == ["completed"] * 3
+        assert len(stalled.connections) == 1
 
 
 def test_a_tool_the_server_does_not_offer_is_an_mcp_error(alice, mcp_server):

@@ -167,8 +167,8 @@ def test_tools_of_an_unreachable_server_are_502_mcp_unavailable(alice):
 
 
 def test_tools_of_a_server_that_does_not_answer_in_time_are_502(alice):
-    with silent_url() as url:
-        server = register(alice, url, timeout_seconds=1)
+    with silent_url() as stalled:
+        server = register(alice, stalled.url, timeout_seconds=1)
         response = alice.client.get(f"/v1/mcp-servers/{server['id']}/tools")
     assert response.status_code == 502 and response.json()["code"] == "mcp.unavailable"
     assert "within 1 s" in response.json()["message"]
