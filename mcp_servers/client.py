@@ -42,7 +42,7 @@ _UNREACHABLE = (httpx2.TransportError, OSError, OutboundRefused, anyio.BrokenRes
                 anyio.ClosedResourceError, anyio.EndOfStream)
 
 
-async def tools_list(config: ServerConfig) -> list[McpTool]:
+async def mcp_tools_list(config: ServerConfig) -> list[McpTool]:
     """Every tool the server offers (all pages). Raises McpFailure("mcp.unavailable", …)."""
     tools: list[McpTool] | None = None
     deadline = asyncio.timeout(config.timeout_seconds)
@@ -57,7 +57,7 @@ async def tools_list(config: ServerConfig) -> list[McpTool]:
     return tools
 
 
-async def tool_call(config: ServerConfig, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+async def mcp_tool_call(config: ServerConfig, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
     """Call tool `name`: `{"content": [<MCP content blocks>], "is_error": bool}`, or McpFailure."""
     result: CallToolResult | None = None
     connected = False

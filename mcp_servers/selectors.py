@@ -62,9 +62,9 @@ class McpUnavailable(ApiError):
 
 async def mcp_server_tools(*, config: ServerConfig) -> list[McpTool]:
     """The tools the server offers, asked now; McpUnavailable (502) when it does not answer in time."""
-    from mcp_servers.client import tools_list  # the SDK loads on first use, not with the URL conf
+    from mcp_servers.client import mcp_tools_list  # the SDK loads on first use, not with the URL conf
 
     try:
-        return await tools_list(config)
+        return await mcp_tools_list(config)
     except McpFailure as failure:
         raise McpUnavailable(message=failure.message) from None

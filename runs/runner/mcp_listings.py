@@ -50,10 +50,10 @@ def _shared(server: ServerConfig) -> asyncio.Task:
 
 
 async def _list_and_keep(server: ServerConfig) -> list[McpTool]:
-    from mcp_servers.client import tools_list  # the SDK loads when a run first needs it
+    from mcp_servers.client import mcp_tools_list  # the SDK loads when a run first needs it
 
     try:
-        tools = await tools_list(server)
+        tools = await mcp_tools_list(server)
     except McpFailure as failure:
         _cache[server.id] = (time.monotonic() + FAILED_TTL_SECONDS, server.version, failure)
         raise

@@ -122,11 +122,11 @@ class McpTools:
 
     async def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """The result `{"content", "is_error"}`; ToolFailed (tool.timeout, mcp.*) when there is none."""
-        from mcp_servers.client import tool_call  # the SDK loads when a run first needs it
+        from mcp_servers.client import mcp_tool_call  # the SDK loads when a run first needs it
 
         server, tool = self.resolve(name)
         try:
-            return await tool_call(server, tool, arguments)
+            return await mcp_tool_call(server, tool, arguments)
         except McpFailure as failure:
             log.info("MCP call %s failed: %s", name[:200], failure)
             raise ToolFailed(failure.error_class, failure.message) from None

@@ -193,3 +193,21 @@ def test_a_tool_the_server_does_not_offer_is_an_mcp_error(alice, mcp_server):
     error = outcomes(run_id)["mcp__calc__no_such_tool"]["error"]
     assert error["error_class"] == "mcp.error" and "no_such_tool" in error["message"]
     assert run(run_id).status == "completed"
+
+
+def test_the_runs_timeout_interrupts_an_mcp_call_in_flight(alice, mcp_server):
+    register(alice, mcp_server.url, timeout_seconds=120)
+    tag = uuid.uuid4().hex
+    run_id = run_tools(alice, call("mcp__calc__sleep", seconds=30, tag=tag), limits={"timeout_seconds": 1})
+    failed = of_type(run_id, "run.failed")[0]
+    assert (failed["error_class"], failed["limit"]) == ("budget.exceeded", "timeout_seconds")
+    assert of_type(run_id, "tool.result") == []
+    wait_until(lambda: mcp_server.interrupted("sleep", tag=tag) == 1, what="the server to see the call go away")
+
+
+def test_mcp_calls_count_against_max_tool_calls(alice, mcp_server):
+    register(alice, mcp_server.url)
+    run_id = run_tools(alice, call("mcp__calc__add", a=1, b=1), call("mcp__calc__add", a=2, b=2),
+                       limits={"max_tool_calls": 1})
+    assert len(of_type(run_id, "tool.result")) == 1
+    assert of_type(run_id, "run.failed")[0]["limit"] == "max_tool_calls"
