@@ -53,7 +53,7 @@ def test_a_run_is_one_trace_from_the_request_to_its_tool_calls(traced, alice):
     _, frames = read_all(events_url(daphne.url, run_id), {**alice.auth, "traceparent": f"00-{TRACE}-{PARENT}-01"})
     assert frames[-1].event == "run.completed"
     run = Run.objects.get(pk=run_id)
-    wanted = {"POST /v1/threads/{thread_id}/runs", "GET /v1/runs/{run_id}/events", "invoke_agent default@1",
+    wanted = {"POST /v1/threads/{thread_id}/runs", "GET /v1/runs/{run_id}/events", f"invoke_agent {run.persona_id}",
               f"chat {run.model}", "execute_tool echo"}
     wait_until(lambda: wanted <= {span.name for span in sink.of_trace(TRACE)}, what="the run's spans")
     spans = sink.of_trace(TRACE)
@@ -62,9 +62,9 @@ def test_a_run_is_one_trace_from_the_request_to_its_tool_calls(traced, alice):
     assert request.service == "arkloop-api" and request.kind == SERVER and request.parent_span_id == PARENT
     assert by_name(spans, "GET /v1/runs/{run_id}/events")[0].kind == SERVER
 
-    agent = by_name(spans, "invoke_agent default@1")[0]
+    agent = by_name(spans, f"invoke_agent {run.persona_id}")[0]
     assert agent.service == "arkloop-runner"
-    common = {"gen_ai.conversation.id": thread_id, "gen_ai.agent.name": "default@1"}
+    common = {"gen_ai.conversation.id": thread_id, "gen_ai.agent.name": run.persona_id}
     assert agent.attributes.items() >= {**common, "gen_ai.operation.name": "invoke_agent",
                                         "gen_ai.request.model": run.model, "arkloop.run.id": run_id,
                                         "gen_ai.usage.input_tokens": run.total_input_tokens,
