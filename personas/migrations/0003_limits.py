@@ -5,9 +5,15 @@ from django.db import migrations, models
 
 
 def max_iterations_to_limits(apps, schema_editor) -> None:
+    """`max_iterations` becomes `limits.max_turns`; an unedited built-in gets its YAML's own `limits`
+    (0002 stored the column's default 8 for a file that names no `max_iterations`, like default@2)."""
+    from personas.builtins import load_persona_specs
+
+    specs = {(s.fields["key"], s.fields["version"], s.source_hash): s for s in load_persona_specs()}
     Persona = apps.get_model("personas", "Persona")
     for persona in Persona.objects.all():
-        persona.limits = {"max_turns": persona.max_iterations}
+        spec = specs.get((persona.key, persona.version, persona.source_hash)) if persona.is_builtin else None
+        persona.limits = spec.model_fields["limits"] if spec else {"max_turns": persona.max_iterations}
         persona.save(update_fields=["limits"])
 
 

@@ -29,11 +29,11 @@ def test_without_limits_a_run_gets_the_platform_and_persona_limits(alice, settin
     run_id = start_run(alice, thread_with_question(alice))
     limits = alice.client.get(f"/v1/runs/{run_id}").json()["limits"]
     assert set(limits) == LIMITS and limits["timeout_seconds"] == 120 and limits["max_output_tokens"] is None
-    assert limits["max_turns"] == 8  # the default persona's max_iterations
+    assert limits["max_turns"] == 32 and limits["max_tool_calls"] == 128  # default@2 sets none of its own
 
 
 @pytest.mark.parametrize("limits,field", [
-    ({"max_turns": 9}, "limits.max_turns"),             # above the default persona's 8
+    ({"max_turns": 33}, "limits.max_turns"),            # above the platform's 32
     ({"max_tool_calls": 129}, "limits.max_tool_calls"),  # above the platform's 128
     ({"timeout_seconds": 901}, "limits.timeout_seconds"),
     ({"max_turns": -1}, "limits.max_turns"),
@@ -54,7 +54,7 @@ def test_a_limit_that_does_not_lower_is_422_naming_it(alice, limits, field):
 
 
 def test_limits_equal_to_the_ceiling_or_zero_are_accepted(alice):
-    response = create(alice, {"max_turns": 8, "max_tool_calls": 0, "max_output_tokens": 0, "timeout_seconds": 0.5})
+    response = create(alice, {"max_turns": 32, "max_tool_calls": 0, "max_output_tokens": 0, "timeout_seconds": 0.5})
     assert response.status_code == 201
     assert Run.objects.get(pk=response.json()["run_id"]).limits["max_tool_calls"] == 0
 
