@@ -69,14 +69,18 @@ def test_runs_list_query_count_does_not_grow_with_the_page(staff_client, alice, 
     assert many == few
 
 
+# Measured for this page (session, user, orgs filter, two counts, the page, the totals, the date
+# hierarchy and the model/persona filters). A change that adds a query per row or per filter fails.
+PAGE_OF_FIFTY_QUERIES = 11
+
+
 def test_query_count_is_pinned_for_a_page_of_fifty(staff_client, alice, django_assert_num_queries):
     for n in range(50):
         make_run(org=alice.org, user=alice.user, model=f"model-{n % 4}", status="completed")
-    with CaptureQueriesContext(connection) as baseline:
-        staff_client.get(CHANGELIST)
-    with django_assert_num_queries(len(baseline)):
-        staff_client.get(CHANGELIST)
-    assert len(baseline) <= 15, [q["sql"] for q in baseline.captured_queries]
+    staff_client.get(CHANGELIST)  # warm caches that only the first request fills (content types)
+    with django_assert_num_queries(PAGE_OF_FIFTY_QUERIES):
+        response = staff_client.get(CHANGELIST)
+    assert len(response.context["cl"].result_list) == 50
 
 
 def test_cancel_selected_runs_uses_the_cancel_service(staff_client, alice):
