@@ -10,18 +10,22 @@ otel.configure(service_name="arkloop-api", django=True)
 
 from django.core.asgi import get_asgi_application  # noqa: E402
 
+from arkloop.body import BodyLimit  # noqa: E402
 from arkloop.connection_close import honor_connection_close  # noqa: E402
+from arkloop.daphne_body_limit import limit_daphne_request_bodies  # noqa: E402
 from arkloop.eager_writes import enable_eager_writes  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 honor_connection_close()
 enable_eager_writes()
+limit_daphne_request_bodies()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
 
 from arkloop.operations import OperationsEndpoints  # noqa: E402
 from runs.stream.asgi import EventStreamFastPath  # noqa: E402
 
-# Probes and scrapes (arkloop/operations.py) and event streams that pass their checks
-# (runs/stream/asgi.py) are served without Django's request cycle.
-application = ProtocolTypeRouter({"http": OperationsEndpoints(EventStreamFastPath(django_asgi_app))})
+# Bodies are read (and limited) first, by arkloop.body. Probes and scrapes (arkloop/operations.py)
+# and event streams that pass their checks (runs/stream/asgi.py) are served without Django's
+# request cycle.
+application = ProtocolTypeRouter({"http": BodyLimit(OperationsEndpoints(EventStreamFastPath(django_asgi_app)))})

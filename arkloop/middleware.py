@@ -1,4 +1,4 @@
-"""Request-wide conventions of SPEC §1: trace ids, body limits and the envelope for Django's errors.
+"""Request-wide conventions of SPEC §1: trace ids and the envelope for Django's errors.
 
 Both middlewares work sync and async, so the ASGI event stream is never wrapped in a thread.
 """
@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
@@ -17,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.middleware import clickjacking, common, csrf, security
 
 from arkloop import metrics, otel
-from arkloop.errors import ApiError, BodyTooLarge, _translate, error_response
+from arkloop.errors import ApiError, _translate, error_response
 from arkloop.operations import PATHS
 from arkloop.tracing import request_trace_id, set_trace_id
 
@@ -102,18 +101,7 @@ class TraceIdMiddleware(HybridMiddleware):
 
 
 class ApiErrorMiddleware(HybridMiddleware):
-    """Under /v1: 413 for bodies over ARKLOOP_MAX_BODY_BYTES, and the envelope for any crash."""
-
-    def before(self, request: HttpRequest) -> HttpResponse | None:
-        if not _is_api(request):
-            return None
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > settings.ARKLOOP_MAX_BODY_BYTES:
-            return error_response(BodyTooLarge(details={"max_bytes": settings.ARKLOOP_MAX_BODY_BYTES}))
-        return None
+    """Under /v1: the envelope for any crash (bodies over the limit never get here: arkloop.body)."""
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         if not _is_api(request):
