@@ -18,6 +18,7 @@ from django.middleware import clickjacking, common, csrf, security
 from arkloop import metrics, otel
 from arkloop.errors import ApiError, _translate, error_response
 from arkloop.operations import PATHS
+from arkloop.parsers import check_query_text
 from arkloop.tracing import request_trace_id, set_trace_id
 
 log = logging.getLogger("arkloop.request")
@@ -101,7 +102,19 @@ class TraceIdMiddleware(HybridMiddleware):
 
 
 class ApiErrorMiddleware(HybridMiddleware):
-    """Under /v1: the envelope for any crash (bodies over the limit never get here: arkloop.body)."""
+    """Under /v1: 422 for query text no field may hold, and the envelope for any crash.
+
+    (Bodies over the limit never get here: arkloop.body answers them.)
+    """
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        if not _is_api(request):
+            return None
+        try:
+            check_query_text(request.GET)
+        except ApiError as error:
+            return error_response(error)
+        return None
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         if not _is_api(request):

@@ -17,24 +17,40 @@ from runs.runner.providers.base import ProviderError
 from runs.runner.providers.stub import script_check, script_parse
 from runs.stream.views import check_seq
 
+# Text and numbers a body may hold: no NUL, no lone surrogate, integers within 64 bits.
+clean_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    | clean_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(clean_text, inner, max_size=4),
     max_leaves=30)
 
 
 @given(st.binary(max_size=2000))
-def test_json_parser_answers_a_dict_or_a_parse_error_for_any_bytes(raw):
+def test_json_parser_answers_a_dict_or_its_own_error_for_any_bytes(raw):
     try:
         parsed = StrictJSONParser().parse(io.BytesIO(raw))
-    except ParseError:
+    except (ParseError, ValidationFailed):
         return
     assert isinstance(parsed, dict)
 
 
-@given(st.dictionaries(st.text(max_size=10), json_values, max_size=6))
+@given(st.dictionaries(clean_text, json_values, max_size=6))
 def test_json_parser_accepts_every_shallow_object(body):
     assert StrictJSONParser().parse(io.BytesIO(json.dumps(body).encode())) == body
+
+
+@given(st.dictionaries(clean_text, json_values, max_size=4), st.lists(st.booleans(), max_size=4),
+       st.sampled_from(["\x00", "a\x00b", "\ud800", "x\udfffy", 2**63, -2**63 - 1, 2**200]))
+def test_json_parser_names_the_field_of_any_bad_text_or_number(body, nesting, bad):
+    """A NUL, a lone surrogate or an out-of-range integer, at any depth: 422 naming its path."""
+    document, path = {"field": bad}, ["field"]
+    for in_list in nesting:  # wrap in {"z": [...]} or {"a": ...}
+        document, path = ({"z": [document]}, ["z", "0", *path]) if in_list else ({"a": document}, ["a", *path])
+    raw = json.dumps({**body, "top": document}).encode()
+    with pytest.raises(ValidationFailed) as caught:
+        StrictJSONParser().parse(io.BytesIO(raw))
+    assert list(caught.value.details["fields"]) == [".".join(["top", *path])]
 
 
 @given(st.integers(min_value=MAX_DEPTH + 1, max_value=100_000))
