@@ -27,10 +27,11 @@ ACCESS_TOKEN_SALT = "arkloop.access-token"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a membership (user × org × role), and the key used, if any."""
+    """Who is calling: a membership (user × org × role), and the key or token used."""
 
     membership: Membership
     api_key: ApiKey | None = None
+    token_digest: str | None = None  # an access token's SHA-256: names the token without holding it
 
     @property
     def org(self) -> Org:
@@ -56,6 +57,11 @@ class Principal:
     def ident(self) -> str:
         """A stable string naming this principal (idempotency keys are scoped by it)."""
         return f"m:{self.membership.pk}"
+
+    @property
+    def credential(self) -> str:
+        """The API key or access token this request used (open streams are counted per credential)."""
+        return f"key:{self.api_key.pk}" if self.api_key is not None else f"token:{self.token_digest}"
 
 
 class AuthError(AuthenticationFailed):
@@ -111,7 +117,7 @@ def principal_from_access_token(token: str) -> Principal:
                   .filter(pk=payload.get("m")).first() if isinstance(payload, dict) else None)
     if membership is None or not membership.user.is_active:
         raise AuthError("auth.invalid_token", "invalid access token")
-    return Principal(membership=membership)
+    return Principal(membership=membership, token_digest=hashlib.sha256(token.encode()).hexdigest())
 
 
 def principal_from_header(header: bytes) -> Principal:

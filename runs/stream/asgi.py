@@ -114,15 +114,21 @@ def _start_message(request: HttpRequest, body: AsyncIterator[bytes]) -> dict[str
 
 async def _serve(request: HttpRequest, body: AsyncIterator[bytes], receive: Callable, send: Callable) -> None:
     """Send the stream until it ends or the client hangs up, whichever comes first."""
-    await send(_start_message(request, body))
-    streaming = asyncio.create_task(_send_body(body, send))
-    hang_up = asyncio.create_task(_wait_for_disconnect(receive))
     try:
-        await asyncio.wait({streaming, hang_up}, return_when=asyncio.FIRST_COMPLETED)
+        await send(_start_message(request, body))
+        # Daphne writes the response head with the first body message: send it now, not with the
+        # first event (which, for a cursor at the end of an active run, may be a heartbeat away).
+        await send({"type": "http.response.body", "body": b"", "more_body": True})
+        streaming = asyncio.create_task(_send_body(body, send))
+        hang_up = asyncio.create_task(_wait_for_disconnect(receive))
+        try:
+            await asyncio.wait({streaming, hang_up}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            streaming.cancel()
+            hang_up.cancel()
+            await asyncio.wait({streaming, hang_up})
     finally:
-        streaming.cancel()
-        hang_up.cancel()
-        await asyncio.wait({streaming, hang_up})
+        await body.aclose()  # also when the body never started: it gives back its stream slot
     if not streaming.cancelled() and streaming.exception() is not None:
         raise streaming.exception()
 

@@ -5,6 +5,8 @@ The order that makes "no gap, no duplicate" hold while events are being appended
 2. replay from the database in batches after the cursor;
 3. follow the queue: drop frames at or below the cursor, send the next one, and on a gap or a
    RESYNC read the missing events from the database.
+A cursor at or past the last event of a finished run ends the stream at once; on an active run
+the stream waits for the next event, and ends when the run does.
 An event committed during the replay is thus either read by the replay or announced afterwards
 (or both, and then dropped once), never neither.
 """
@@ -19,7 +21,7 @@ from django.conf import settings
 from arkloop.metrics import SSE_EVENTS_SENT, SSE_STREAMS_OPEN
 from runs.stream.db import db_call
 from runs.stream.hub import RESYNC, Subscription, get_hub
-from runs.stream.selectors import BATCH_SIZE, events_after
+from runs.stream.selectors import BATCH_SIZE, events_after, run_is_finished
 from runs.stream.sse import PING, Frame
 
 
@@ -112,8 +114,24 @@ class _Heartbeat:
         self.timer.cancel()
 
 
+async def _resync(cursor: _Cursor) -> AsyncIterator[bytes]:
+    """Re-read the log after the cursor; the stream ends if the run had already finished.
+
+    The status is read first: a finished run's events are all committed, so the catch-up reads
+    its terminal event — or, with a cursor at or past it, nothing, and there is nothing to wait for.
+    """
+    finished = await db_call(run_is_finished, run_id=cursor.run_id)
+    async for chunk in _catch_up(cursor):
+        yield chunk
+    cursor.finished = cursor.finished or finished
+
+
 async def _follow(cursor: _Cursor, subscription: Subscription) -> AsyncIterator[bytes]:
-    """Live frames from the hub, with a ping whenever nothing was sent for a heartbeat."""
+    """Live frames from the hub, with a ping whenever nothing was sent for a heartbeat.
+
+    A cursor may be past the run's last event (a client's own `after_seq`): frames at or below
+    it are not sent, and a terminal one among them ends the stream, as nothing can follow it.
+    """
     heartbeat = _Heartbeat(subscription.queue, settings.ARKLOOP_SSE_HEARTBEAT_SECONDS)
     try:
         while not cursor.finished:
@@ -121,7 +139,7 @@ async def _follow(cursor: _Cursor, subscription: Subscription) -> AsyncIterator[
             if item is PING_DUE:
                 yield PING
             elif item is RESYNC or item.seq > cursor.seq + 1:
-                async for chunk in _catch_up(cursor):
+                async for chunk in (_resync(cursor) if item is RESYNC else _catch_up(cursor)):
                     yield chunk
                     heartbeat.sent()
                 continue
@@ -129,7 +147,8 @@ async def _follow(cursor: _Cursor, subscription: Subscription) -> AsyncIterator[
                 SSE_EVENTS_SENT.inc()  # the one per-event cost metrics add to fan-out (~0.3 µs)
                 yield cursor.take(item)
             else:
-                continue  # already sent (read by the replay)
+                cursor.finished = item.terminal  # already sent (read by the replay), or below the cursor
+                continue
             heartbeat.sent()
     finally:
         heartbeat.stop()

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 
 from arkloop.authentication import Principal
-from runs.models import Run, RunEvent
+from runs.models import TERMINAL_STATUSES, Run, RunEvent
 from runs.selectors import access_run
 from runs.stream.sse import Frame, render_frame
 
@@ -17,6 +17,10 @@ def access_run_for_stream(*, principal: Principal, run_id: str) -> tuple[uuid.UU
     """The run's id and whether it is finished; runs.not_found when the caller may not see it."""
     run = access_run(principal=principal, run_id=run_id)
     return run.pk, run.is_terminal
+
+
+def run_is_finished(*, run_id: str) -> bool:
+    return Run.objects.filter(pk=run_id, status__in=TERMINAL_STATUSES).exists()
 
 
 def events_after(*, run_id: str, after_seq: int, upto: int | None = None,

@@ -15,9 +15,10 @@ from arkloop.authentication import Principal, principal_from_header
 from arkloop.errors import ApiError, ValidationFailed
 from runs.stream.db import db_call
 from runs.stream.follow import event_stream
+from runs.stream.limits import SlotHeldStream, stream_slots
 from runs.stream.selectors import access_run_for_stream
 
-MAX_SEQ = 2**63 - 1
+MAX_CURSOR_DIGITS = 18  # every such number fits a seq (a 64-bit integer)
 _DIGITS = re.compile(r"[0-9]+")
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
@@ -29,11 +30,13 @@ class MethodNotAllowed(ApiError):
 
 
 def check_seq(value: str, *, field: str) -> int:
-    """A non-negative integer cursor, or 422 naming `field`."""
+    """A non-negative integer cursor of at most 18 digits, or 422 naming `field`."""
     value = value.strip()
     if not _DIGITS.fullmatch(value):
         raise ValidationFailed({field: ["must be an integer ≥ 0"]})
-    return min(int(value), MAX_SEQ)
+    if len(value) > MAX_CURSOR_DIGITS:
+        raise ValidationFailed({field: [f"must be at most {MAX_CURSOR_DIGITS} digits"]})
+    return int(value)
 
 
 def check_cursor(request: HttpRequest) -> int:
@@ -52,7 +55,8 @@ def check_follow(request: HttpRequest) -> bool:
 
 
 async def open_run_events(request: HttpRequest, run_id: str) -> AsyncIterator[bytes]:
-    """Every check of the stream (method, token, parameters, visibility), then its body.
+    """Every check of the stream (method, token, parameters, visibility, the open-stream cap),
+    then its body, which holds a stream slot until it is closed.
 
     Raises ApiError (rendered as the JSON envelope) before anything is streamed.
     """
@@ -62,7 +66,9 @@ async def open_run_events(request: HttpRequest, run_id: str) -> AsyncIterator[by
                                          header=request.headers.get("Authorization", "").encode("latin-1"))
     after_seq, follow = check_cursor(request), check_follow(request)
     pk, finished = await db_call(access_run_for_stream, principal=principal, run_id=run_id)
-    return event_stream(run_id=str(pk), after_seq=after_seq, follow=follow, run_finished=finished)
+    slot = stream_slots.acquire(principal.credential)
+    return SlotHeldStream(event_stream(run_id=str(pk), after_seq=after_seq, follow=follow, run_finished=finished),
+                          slot)
 
 
 def sse_response(body: AsyncIterator[bytes]) -> StreamingHttpResponse:
