@@ -11,18 +11,22 @@ kept, and for how long, is written down in docs/runs-api.md:
 - never kept: 5xx (the key is released; nothing was promised).
 
 The same key with a different request → 409 `idempotency.conflict`; so is a duplicate arriving
-while the first is still executing.
+while the first is still executing. A client that disconnects does not interrupt the claim, the
+view or the settle (`run_to_completion`): its retry gets the stored answer, or runs once.
 
 A stored answer never holds a secret: a view that returns one names its field with
 `secret_fields_mark(response, "secret")`, and the stored copy (so every replay) has it `null`.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig
@@ -35,6 +39,9 @@ from arkloop.authentication import principal_from_request
 from arkloop.errors import ApiError, BodyTooLarge, Conflict, ValidationFailed, error_response
 from arkloop.middleware import HybridMiddleware
 from arkloop.models import IdempotencyRecord
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -156,6 +163,34 @@ def idempotency_purge(*, older_than: timedelta = TTL) -> int:
     return deleted
 
 
+_in_flight: set[asyncio.Task] = set()  # the event loop keeps only weak references to tasks
+
+
+async def run_to_completion(work: Coroutine[Any, Any, T]) -> T:
+    """Await `work`, run as a task of its own that cancelling the caller does not interrupt.
+
+    Django's ASGI handler cancels a request's task when the client disconnects. In a keyed POST
+    that cancellation used to land between the claim and the settle: after the claim (the record
+    stayed "in progress" for 24 h, every retry a 409), or after the view had committed (the key
+    was released as if nothing happened, and the retry ran the request again). Here, the claim,
+    the view and the settle finish whatever happens to the caller: the request commits or rolls
+    back as a whole and its key is settled either way. The caller's cancellation is then passed
+    on; Django, which awaits the task it cancelled, waits for that too (so the request's thread
+    and connection outlive the work). A second cancellation (Daphne gives up 10 s after the
+    disconnect) stops only the waiting, never the work.
+    """
+    task = asyncio.ensure_future(work)
+    _in_flight.add(task)
+    task.add_done_callback(_in_flight.discard)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a keyed request failed after its client left", exc_info=task.exception())
+        raise
+
+
 def _principal_ident(request: HttpRequest) -> str | None:
     """Who is calling, or None when the credentials are not valid (the view will answer 401)."""
     try:
@@ -180,6 +215,9 @@ class IdempotencyMiddleware(HybridMiddleware):
     async def _acall(self, request: HttpRequest):
         if not self._applies(request):
             return await self.get_response(request)
+        return await run_to_completion(self._claim_run_settle(request))
+
+    async def _claim_run_settle(self, request: HttpRequest) -> HttpResponse:
         early = await sync_to_async(self._begin)(request)
         if early is None:
             return await self.get_response(request)
