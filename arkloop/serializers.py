@@ -12,7 +12,7 @@ class TokenRequestSerializer(StrictSerializer):
 
 
 class TokenSerializer(serializers.Serializer):
-    access_token = serializers.CharField()
+    access_token = serializers.CharField(allow_null=True, help_text="null in an Idempotency-Key replay")
     token_type = serializers.CharField()
     expires_in = serializers.IntegerField()
 
@@ -31,10 +31,10 @@ class ApiKeySerializer(serializers.ModelSerializer):
 
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):
-    key = serializers.SerializerMethodField()
+    key = serializers.SerializerMethodField(help_text="the plaintext, shown once: null in an Idempotency-Key replay")
 
     class Meta(ApiKeySerializer.Meta):
         fields = [*ApiKeySerializer.Meta.fields, "key"]
 
-    def get_key(self, obj: ApiKey) -> str:
+    def get_key(self, obj: ApiKey) -> str | None:
         return self.context["plaintext"]

@@ -13,6 +13,7 @@ from arkloop import selectors, services
 from arkloop.api import check_limit
 from arkloop.authentication import access_token_issue
 from arkloop.errors import NotFound, envelope
+from arkloop.idempotency import mark_secret_fields
 from arkloop.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
@@ -35,8 +36,9 @@ class AccessTokenView(APIView):
         membership = selectors.membership_for_login(
             email=body.validated_data["email"], password=body.validated_data["password"],
             org_slug=body.validated_data.get("org"))
-        return Response({"access_token": access_token_issue(membership=membership), "token_type": "Bearer",
-                         "expires_in": settings.ARKLOOP_ACCESS_TOKEN_TTL_SECONDS})
+        response = Response({"access_token": access_token_issue(membership=membership), "token_type": "Bearer",
+                             "expires_in": settings.ARKLOOP_ACCESS_TOKEN_TTL_SECONDS})
+        return mark_secret_fields(response, "access_token")
 
 
 class ApiKeyViewSet(viewsets.ViewSet):
@@ -56,7 +58,7 @@ class ApiKeyViewSet(viewsets.ViewSet):
         key, plaintext = services.api_key_create(membership=request.auth.membership,
                                                  name=body.validated_data["name"])
         data = ApiKeyCreatedSerializer(key, context={"plaintext": plaintext}).data
-        return Response(data, status=status.HTTP_201_CREATED)
+        return mark_secret_fields(Response(data, status=status.HTTP_201_CREATED), "key")
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str) -> Response:
