@@ -88,3 +88,24 @@ class IdempotencyRecord(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["principal", "key"], name="idempotency_principal_key_unique")
         ]
+
+
+class LoginAttempt(models.Model):
+    """A password login being checked, or one that failed: counted to throttle logins (SPEC §2).
+
+    A row is written before the password is checked and deleted when the login succeeds, so
+    concurrent attempts count too. Rows older than the throttle window are deleted as new
+    attempts arrive. The email is kept only as a digest: people type passwords into email fields.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    email_digest = models.CharField(max_length=64)
+    address = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["email_digest", "created_at"], name="login_attempt_email"),
+            models.Index(fields=["address", "created_at"], name="login_attempt_address"),
+            models.Index(fields=["created_at"], name="login_attempt_created"),
+        ]

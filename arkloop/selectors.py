@@ -29,12 +29,22 @@ def access_api_key(*, principal: Principal, key_id: str) -> ApiKey:
     return key
 
 
-def membership_for_login(*, email: str, password: str, org_slug: str | None) -> Membership:
-    """The membership a password login opens: the named org, or the user's only one."""
+def user_for_login(*, email: str, password: str):
+    """The active user with this email and password, or None.
+
+    The password hasher runs either way — for an unknown email too, as Django's own ModelBackend
+    does for an unknown username — so a wrong email and a wrong password take the same time.
+    """
     User = get_user_model()
     user = User.objects.filter(email__iexact=email).order_by("pk").first()
-    if user is None or authenticate(username=user.get_username(), password=password) is None:
-        raise Unauthorized("auth.invalid_token", "wrong email or password")
+    if user is None:
+        User().set_password(password)
+        return None
+    return authenticate(username=user.get_username(), password=password)
+
+
+def membership_for_user(*, user, org_slug: str | None) -> Membership:
+    """The membership a password login opens: the named org, or the user's only one."""
     memberships = Membership.objects.select_related("org", "user").filter(user=user)
     if org_slug:
         memberships = memberships.filter(org__slug=org_slug)

@@ -1,14 +1,27 @@
-"""Writes of the tenancy core: orgs, users, memberships and API keys."""
+"""Writes of the tenancy core: orgs, users, memberships, API keys and password logins."""
 from __future__ import annotations
 
+import hashlib
+import math
 import secrets
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
 from arkloop.authentication import API_KEY_PREFIX, hash_api_key
-from arkloop.models import ApiKey, Membership, Org
+from arkloop.errors import TooManyRequests, Unauthorized
+from arkloop.models import ApiKey, LoginAttempt, Membership, Org
+from arkloop.selectors import membership_for_user, user_for_login
+
+LOGIN_WINDOW = timedelta(minutes=5)
+LOGIN_MAX_FAILURES = 10
+
+
+class LoginThrottled(TooManyRequests):
+    code = "auth.throttled"
+    message = "too many failed logins for this email or from this address; try again later"
 
 
 def api_key_create(*, membership: Membership, name: str = "") -> tuple[ApiKey, str]:
@@ -43,3 +56,50 @@ def membership_ensure(*, org_slug: str, email: str, role: str | None = None) -> 
         membership.role = role
         membership.save(update_fields=["role"])
     return membership
+
+
+def _email_digest(email: str) -> str:
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+def _seconds_throttled(*, attempt: LoginAttempt, field: str, now: datetime) -> float | None:
+    """When LOGIN_MAX_FAILURES attempts with the same `field` came before `attempt` within the
+    window: the seconds until the oldest of them leaves it. Else None."""
+    earlier = list(LoginAttempt.objects.filter(**{field: getattr(attempt, field)}, pk__lt=attempt.pk,
+                                               created_at__gt=now - LOGIN_WINDOW)
+                   .order_by("-pk").values_list("created_at", flat=True)[:LOGIN_MAX_FAILURES])
+    if len(earlier) < LOGIN_MAX_FAILURES:
+        return None
+    return (min(earlier) + LOGIN_WINDOW - now).total_seconds()
+
+
+def login_attempt_begin(*, email: str, address: str) -> LoginAttempt:
+    """Record a password login about to be checked; it counts as a failure until it succeeds.
+
+    Raises LoginThrottled (429 with Retry-After, the row removed again) when LOGIN_MAX_FAILURES
+    attempts for this email, or from this address, are already within LOGIN_WINDOW. The rows live
+    in the database, so every server process sees the same counts.
+    """
+    now = timezone.now()
+    LoginAttempt.objects.filter(created_at__lte=now - LOGIN_WINDOW).delete()
+    attempt = LoginAttempt.objects.create(email_digest=_email_digest(email), address=address[:64], created_at=now)
+    waits = [wait for field in ("email_digest", "address")
+             if (wait := _seconds_throttled(attempt=attempt, field=field, now=now)) is not None]
+    if waits:
+        attempt.delete()
+        raise LoginThrottled(headers={"Retry-After": str(max(1, math.ceil(max(waits))))})
+    return attempt
+
+
+def access_token_login(*, email: str, password: str, org_slug: str | None, address: str) -> Membership:
+    """The membership a password login opens, for `POST /v1/auth/token`.
+
+    Throttled per email and per client address (`login_attempt_begin`). The password hasher runs
+    whether or not the email exists, so both failures take the same time and read the same: 401.
+    """
+    attempt = login_attempt_begin(email=email, address=address)
+    user = user_for_login(email=email, password=password)
+    if user is None:
+        raise Unauthorized("auth.invalid_token", "wrong email or password")
+    attempt.delete()  # the password was right: not a failure, whatever the org check says
+    return membership_for_user(user=user, org_slug=org_slug)

@@ -33,9 +33,9 @@ class AccessTokenView(APIView):
     def post(self, request: Request) -> Response:
         body = TokenRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        membership = selectors.membership_for_login(
+        membership = services.access_token_login(
             email=body.validated_data["email"], password=body.validated_data["password"],
-            org_slug=body.validated_data.get("org"))
+            org_slug=body.validated_data.get("org"), address=request.META.get("REMOTE_ADDR", ""))
         response = Response({"access_token": access_token_issue(membership=membership), "token_type": "Bearer",
                              "expires_in": settings.ARKLOOP_ACCESS_TOKEN_TTL_SECONDS})
         return mark_secret_fields(response, "access_token")
