@@ -14,6 +14,7 @@ import yaml
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_slug
 
+from personas.credentials import API_KEY_ENV_RULE, api_key_env_allowed
 from personas.models import Route
 
 KNOWN = {"id", "provider", "model", "base_url", "api_key", "api_key_env", "prices", "priority",
@@ -98,13 +99,16 @@ def _parse_route(raw: Any, index: int) -> RouteSpec:
     if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= MAX_CONTEXT_WINDOW:
         raise RoutesFileError(f"route {route_id}: context_window must be an integer of tokens, "
                               f"1 to {MAX_CONTEXT_WINDOW}")
+    api_key_env = _text(route_id, raw, "api_key_env", required=True) if "api_key_env" in raw else None
+    if api_key_env is not None and not api_key_env_allowed(api_key_env):
+        raise RoutesFileError(f"route {route_id}: api_key_env {API_KEY_ENV_RULE}")
     fields = {"provider": raw["provider"], "model": _text(route_id, raw, "model", required=True),
               "base_url": base_url, "priority": priority, "is_active": active, "context_window": window,
               **_prices(route_id, raw.get("prices"))}
     return RouteSpec(id=route_id, fields=fields, org_slug=_text(route_id, raw, "org") or None,
                      fallback_id=_text(route_id, raw, "fallback") or None,
                      api_key=_text(route_id, raw, "api_key", required=True) if "api_key" in raw else None,
-                     api_key_env=_text(route_id, raw, "api_key_env", required=True) if "api_key_env" in raw else None)
+                     api_key_env=api_key_env)
 
 
 def load_route_specs(path: Path) -> list[RouteSpec]:

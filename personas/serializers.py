@@ -34,7 +34,10 @@ class RoutePricesSerializer(serializers.Serializer):
 
 
 class RouteSerializer(serializers.ModelSerializer):
+    """A route as the API shows it. `base_url` only with context `show_base_url` (org admins)."""
+
     route_id = serializers.CharField(source="id", read_only=True)
+    base_url = serializers.CharField(read_only=True, required=False, help_text="shown to org admins only")
     org_id = serializers.CharField(read_only=True, allow_null=True)
     fallback_route_id = serializers.CharField(source="fallback_id", read_only=True, allow_null=True)
     prices = serializers.SerializerMethodField()
@@ -45,6 +48,12 @@ class RouteSerializer(serializers.ModelSerializer):
         model = Route
         fields = ["id", "route_id", "provider", "model", "base_url", "prices", "priority", "fallback_route_id",
                   "credentials", "context_window", "org_id"]
+
+    def to_representation(self, route: Route) -> dict:
+        data = super().to_representation(route)
+        if not self.context.get("show_base_url"):
+            del data["base_url"]
+        return data
 
     def get_prices(self, route: Route) -> dict:
         prices = {"input": route.price_input, "cached_input": route.price_cached_input, "output": route.price_output}

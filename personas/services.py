@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -23,6 +24,22 @@ def route_set_api_key(*, route: Route, plaintext: str | None) -> Route:
     route.save(update_fields=["api_key_encrypted", "updated_at"])
     log.info("route %s: stored API key %s", route.pk, "replaced" if plaintext else "removed")
     return route
+
+
+KEY_BOUND_FIELDS = frozenset({"base_url", "provider"})
+
+
+def route_forget_key_if_moved(*, route: Route, changed: Iterable[str]) -> bool:
+    """Clear the stored key (unsaved) when `changed` names base_url or provider; True if cleared.
+
+    A key was given for one endpoint: pointing the route elsewhere must not send it there (a
+    route's `base_url` aimed at one's own host would otherwise receive the stored key).
+    """
+    if not route.api_key_encrypted or not KEY_BOUND_FIELDS & set(changed):
+        return False
+    route.api_key_encrypted = ""
+    log.info("route %s: stored API key removed (its base_url or provider changed)", route.pk)
+    return True
 
 
 def _stored_api_key(route: Route) -> str | None:
@@ -63,7 +80,8 @@ def _route_declare(spec: RouteSpec, orgs: dict[str, Org]) -> RouteOutcome:
     changed = [name for name, value in wanted.items() if getattr(route, name) != value]
     for name, value in wanted.items():
         setattr(route, name, value)
-    if _credentials_changed(route, spec):
+    moved = route_forget_key_if_moved(route=route, changed=changed)
+    if _credentials_changed(route, spec) or moved:
         changed.append("credentials")
     if created or changed:
         route.save()
@@ -99,7 +117,9 @@ def routes_sync(*, specs: list[RouteSpec]) -> list[RouteOutcome]:
     """Create or update the declared routes, all or nothing. Routes not in `specs` are left alone.
 
     The file is authoritative for every field it can hold; credentials change only when it gives
-    `api_key` (stored encrypted) or `api_key_env`. Logs route ids and changed field names only.
+    `api_key` (stored encrypted) or `api_key_env`, or when it changes a route's base_url or
+    provider (a stored key is then removed unless the file gives one). Logs route ids and changed
+    field names only.
     """
     orgs = _orgs_for(specs)
     outcomes = _fallbacks_link(specs, [_route_declare(spec, orgs) for spec in specs])

@@ -32,4 +32,5 @@ class RouteViewSet(viewsets.ViewSet):
     @extend_schema(parameters=[LIMIT], responses=RouteSerializer(many=True))
     def list(self, request: Request) -> Response:
         routes = selectors.route_list(org_id=request.auth.org_id, limit=check_limit(request))
-        return Response(RouteSerializer(routes, many=True).data)
+        context = {"show_base_url": request.auth.is_admin}
+        return Response(RouteSerializer(routes, many=True, context=context).data)

@@ -98,3 +98,51 @@ def test_persona_limits_typed_in_the_admin_follow_the_same_rules_as_a_persona_fi
     assert not Persona.objects.filter(key="thrifty").exists()
     staff.post("/admin/personas/persona/add/", persona_form(limits='{"max_iterations": 3, "max_cost_usd": 1.5}'))
     assert Persona.objects.get(key="thrifty").limits == {"max_turns": 3, "max_cost_usd": 1.5}
+
+
+@pytest.fixture
+def staff_editor(db, client):
+    """Staff who may edit routes, but not a superuser."""
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user("editor", "editor@example.test", "pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=["view_route", "change_route", "add_route"]))
+    client.force_login(user)
+    return client
+
+
+def test_staff_who_are_not_superusers_cannot_see_or_change_credentials_or_base_url(staff_editor, paid_route):
+    page = staff_editor.get(f"/admin/personas/route/{paid_route.pk}/change/").content.decode()
+    assert 'name="api_key"' not in page and 'name="api_key_env"' not in page and 'name="base_url"' not in page
+    staff_editor.post(f"/admin/personas/route/{paid_route.pk}/change/",
+                      route_form(base_url="http://attacker.example/v1", api_key_env="ARKLOOP_ROUTE_X",
+                                 api_key="sk-mine", priority="3"))
+    paid_route.refresh_from_db()
+    assert paid_route.priority == 3  # the rest of the form was saved
+    assert paid_route.base_url != "http://attacker.example/v1" and paid_route.api_key_env == ""
+    assert route_api_key(paid_route) == SECRET
+
+
+def test_staff_changing_the_provider_removes_the_stored_key(staff_editor, paid_route):
+    staff_editor.post(f"/admin/personas/route/{paid_route.pk}/change/", route_form(provider="anthropic"))
+    paid_route.refresh_from_db()
+    assert paid_route.provider == "anthropic" and paid_route.api_key_encrypted == ""
+
+
+def test_a_superuser_changing_base_url_removes_the_stored_key_unless_giving_a_new_one(staff, paid_route):
+    staff.post(f"/admin/personas/route/{paid_route.pk}/change/", route_form(base_url="http://127.0.0.1:10/v1"))
+    paid_route.refresh_from_db()
+    assert paid_route.api_key_encrypted == ""
+    staff.post(f"/admin/personas/route/{paid_route.pk}/change/",
+               route_form(base_url="http://127.0.0.1:11/v1", api_key="sk-for-the-new-host"))
+    paid_route.refresh_from_db()
+    assert route_api_key(paid_route) == "sk-for-the-new-host"
+
+
+@pytest.mark.parametrize("name", ["SECRET_KEY", "DATABASE_URL", "ARKLOOP_ENCRYPTION_KEY", "ARKLOOP_ROUTE_"])
+def test_an_env_credential_must_be_an_arkloop_route_variable(staff, name):
+    response = staff.post("/admin/personas/route/add/", route_form(id="env", api_key_env=name))
+    assert response.status_code == 200 and "ARKLOOP_ROUTE_" in response.content.decode()
+    assert not Route.objects.filter(id="env").exists()
+    staff.post("/admin/personas/route/add/", route_form(id="env", api_key_env="ARKLOOP_ROUTE_OPENAI"))
+    assert Route.objects.get(id="env").api_key_env == "ARKLOOP_ROUTE_OPENAI"

@@ -32,16 +32,16 @@ def test_removing_the_key_leaves_no_credentials(route):
 
 
 def test_an_env_var_route_reads_the_variable_at_use_time(route, monkeypatch):
-    route.api_key_env = "ARKLOOP_TEST_PROVIDER_KEY"
-    monkeypatch.delenv("ARKLOOP_TEST_PROVIDER_KEY", raising=False)
+    route.api_key_env = "ARKLOOP_ROUTE_TEST_PROVIDER_KEY"
+    monkeypatch.delenv("ARKLOOP_ROUTE_TEST_PROVIDER_KEY", raising=False)
     assert route_api_key(route) is None and route.credential_source == "env"
-    monkeypatch.setenv("ARKLOOP_TEST_PROVIDER_KEY", SECRET)
+    monkeypatch.setenv("ARKLOOP_ROUTE_TEST_PROVIDER_KEY", SECRET)
     assert route_api_key(route) == SECRET
 
 
 def test_a_stored_key_wins_over_the_env_var(route, monkeypatch):
-    monkeypatch.setenv("ARKLOOP_TEST_PROVIDER_KEY", "from-env")
-    route.api_key_env = "ARKLOOP_TEST_PROVIDER_KEY"
+    monkeypatch.setenv("ARKLOOP_ROUTE_TEST_PROVIDER_KEY", "from-env")
+    route.api_key_env = "ARKLOOP_ROUTE_TEST_PROVIDER_KEY"
     route_set_api_key(route=route, plaintext=SECRET)
     assert route_api_key(route) == SECRET
 
@@ -78,3 +78,14 @@ def test_setting_a_key_logs_that_it_changed_but_not_the_key(route, caplog):
         route_set_api_key(route=route, plaintext=SECRET)
     assert "route paid: stored API key replaced" in caplog.text
     assert SECRET not in caplog.text and route.api_key_encrypted not in caplog.text
+
+
+@pytest.mark.parametrize("name", ["SECRET_KEY", "DATABASE_URL", "ARKLOOP_ENCRYPTION_KEY", "ARKLOOP_ROUTE_",
+                                  "arkloop_route_x"])
+def test_a_variable_outside_arkloop_route_is_never_read(route, monkeypatch, name):
+    """Also for a route stored before the rule: the key is refused where it is read."""
+    monkeypatch.setenv(name, SECRET)
+    route.api_key_env = name
+    with pytest.raises(CredentialsUnreadable, match="ARKLOOP_ROUTE_") as excinfo:
+        route_api_key(route)
+    assert SECRET not in str(excinfo.value) and name not in str(excinfo.value).replace("ARKLOOP_ROUTE_", "")

@@ -23,7 +23,7 @@ def test_builtin_stub_route_is_listed_with_numeric_prices(bob):
 
 
 def test_routes_are_by_priority_and_show_fallback_and_credential_kind(alice):
-    make_route(route_id="env-route", priority=5, api_key_env="SOME_PROVIDER_KEY")
+    make_route(route_id="env-route", priority=5, api_key_env="ARKLOOP_ROUTE_SOME_PROVIDER")
     make_route(route_id="primary", priority=10, fallback_id="env-route", price_cached_input="0.125")
     routes = alice.client.get("/v1/routes").json()
     assert [r["route_id"] for r in routes][:2] == ["primary", "env-route"]
@@ -31,7 +31,7 @@ def test_routes_are_by_priority_and_show_fallback_and_credential_kind(alice):
     assert primary["fallback_route_id"] == "env-route" and primary["priority"] == 10
     assert primary["prices"] == {"input": 3.0, "cached_input": 0.125, "output": 15.0}
     assert routes[1]["credentials"] == "env"
-    assert "SOME_PROVIDER_KEY" not in json.dumps(routes)
+    assert "ARKLOOP_ROUTE_SOME_PROVIDER" not in json.dumps(routes)
 
 
 def test_route_secret_never_appears_in_the_api_output(alice):
@@ -66,3 +66,16 @@ def test_charlie_gets_no_route_detail_and_nothing_changes(alice, charlie):
 def test_routes_list_honours_limit(alice):
     assert len(alice.client.get("/v1/routes?limit=1").json()) == 1
     assert alice.client.get("/v1/routes?limit=0").status_code == 422
+
+
+def test_base_url_is_shown_to_org_admins_only(live_server, alice, bob):
+    """Over real HTTP: a member sees the routes without base_url; an admin sees it."""
+    import httpx
+
+    make_route(route_id="hosted", base_url="http://inference.internal:8000/v1")
+    admin_view, member_view = (httpx.get(f"{live_server.url}/v1/routes", headers=actor.auth, timeout=20).json()
+                               for actor in (alice, bob))
+    assert {r["route_id"]: r for r in admin_view}["hosted"]["base_url"] == "http://inference.internal:8000/v1"
+    assert "hosted" in {r["route_id"] for r in member_view}
+    assert all("base_url" not in route for route in member_view)
+    assert "inference.internal" not in json.dumps(member_view)

@@ -25,7 +25,7 @@ routes:
   - id: claude
     provider: anthropic
     model: claude-test
-    api_key_env: ANTHROPIC_API_KEY
+    api_key_env: ARKLOOP_ROUTE_ANTHROPIC
     org: acme
 """
 
@@ -53,7 +53,7 @@ def test_declared_routes_are_created_with_decimal_prices_org_and_fallback(alice,
     assert (gpt.price_input, gpt.price_cached_input, gpt.price_output) == (
         Decimal("0.15"), Decimal("0.075"), Decimal("0.6"))
     assert gpt.fallback_id == "claude" and gpt.org_id is None
-    assert claude.org_id == alice.org.id and claude.api_key_env == "ANTHROPIC_API_KEY"
+    assert claude.org_id == alice.org.id and claude.api_key_env == "ARKLOOP_ROUTE_ANTHROPIC"
     assert gpt.context_window == 128_000
 
 
@@ -116,8 +116,9 @@ def test_the_default_file_comes_from_the_setting(db, routes_file, settings):
     (("provider: openai", "provider: mystery"), "provider must be one of"),
     (("input: 0.15", "input: -1"), "prices.input"),
     (("input: 0.15", "input: 0.1234567"), "prices.input"),
-    (("api_key_env: ANTHROPIC_API_KEY", f"api_key_env: X\n    api_key: {SECRET}"), "not both"),
+    (("api_key_env: ARKLOOP_ROUTE_ANTHROPIC", f"api_key_env: X\n    api_key: {SECRET}"), "not both"),
     (("priority: 10", "priority: 10\n    colour: red"), "unknown fields ['colour']"),
+    (("api_key_env: ARKLOOP_ROUTE_ANTHROPIC", "api_key_env: SECRET_KEY"), "api_key_env must name an environment"),
     (("id: claude", "id: gpt"), "routes declared twice"),
     (("base_url: http://127.0.0.1:9/v1", f"base_url: {SECRET}"), "base_url must be an http(s) URL"),
     (("routes:", f"routes: [{SECRET}"), "cannot read YAML near line"),
@@ -130,3 +131,15 @@ def test_an_invalid_file_writes_nothing_and_the_error_holds_no_secret(alice, rou
         sync(routes_file)
     assert problem in str(excinfo.value) and SECRET not in str(excinfo.value)
     assert not Route.objects.filter(id__in=["gpt", "claude"]).exists()
+
+
+@pytest.mark.parametrize("edit", [("base_url: http://127.0.0.1:9/v1", "base_url: http://127.0.0.1:10/v1"),
+                                  ("provider: openai", "provider: anthropic")])
+def test_moving_a_route_elsewhere_removes_its_stored_key_unless_the_file_gives_one(db, routes_file, edit):
+    sync(routes_file)
+    routes_file.write_text(ROUTES.replace(*edit))  # moved, with the key: the key is the file's
+    sync(routes_file)
+    assert route_api_key(Route.objects.get(id="gpt")) == SECRET
+    routes_file.write_text(ROUTES.replace(f"    api_key: {SECRET}\n", ""))  # moved back, no key given
+    out = sync(routes_file)
+    assert Route.objects.get(id="gpt").api_key_encrypted == "" and "credentials" in out

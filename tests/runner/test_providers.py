@@ -20,10 +20,10 @@ FAKES = {"openai": FakeOpenAI, "anthropic": FakeAnthropic}
 @pytest.fixture(params=["openai", "anthropic"])
 def provider(request, monkeypatch):
     """A running fake of the parameter's API and a route `fake` to it (key from the environment)."""
-    monkeypatch.setenv("FAKE_PROVIDER_KEY", SECRET)
+    monkeypatch.setenv("ARKLOOP_ROUTE_FAKE", SECRET)
     with FAKES[request.param]() as fake:
         Route.objects.create(id="fake", provider=request.param, model=f"{request.param}-fake-1",
-                             base_url=fake.base_url, api_key_env="FAKE_PROVIDER_KEY", price_input=Decimal("1"),
+                             base_url=fake.base_url, api_key_env="ARKLOOP_ROUTE_FAKE", price_input=Decimal("1"),
                              price_cached_input=Decimal("0.1"), price_output=Decimal("4"))
         fake.kind = request.param
         yield fake

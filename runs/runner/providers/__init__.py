@@ -19,8 +19,8 @@ def provider_for(route: Route) -> Provider:
         return StubProvider(model=route.model)
     try:
         api_key = route_api_key(route)
-    except CredentialsUnreadable:
-        raise ProviderError("provider.auth_failed", f"the API key of route {route.pk} cannot be decrypted") from None
+    except CredentialsUnreadable as exc:
+        raise ProviderError("provider.auth_failed", f"route {route.pk}: {exc}") from None
     if route.provider == Route.Provider.OPENAI:
         return OpenAIChatProvider(model=route.model, base_url=route.base_url, api_key=api_key)
     if route.provider == Route.Provider.ANTHROPIC:
