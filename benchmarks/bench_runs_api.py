@@ -28,6 +28,8 @@ from pathlib import Path
 
 from benchmarks.support import log, run_in_own_database
 
+LISTEN_BACKLOG = 2048  # as scripts/daphne.sh listens: a burst of clients waits in the queue, none is dropped
+
 TITLE = "Runs API: list pages over 1,000,000 runs, query plans, runs posted onto pre-made threads"
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = int(os.environ.get("BENCH_RUNS", 1_000_000))
@@ -186,7 +188,7 @@ class DaphneProcesses:
     def __init__(self, *, database_url: str, processes: int, **env: str) -> None:
         from tests.servers import subprocess_env
 
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=256)
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=LISTEN_BACKLOG)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.env = subprocess_env(database_url, **env)
         self.count = processes

@@ -36,6 +36,8 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from tests.servers import daphne_command
+
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = Path(tempfile.gettempdir())  # load-daphne.log, load-runner.log (warnings and errors)
 TERMINAL = ("run.completed", "run.failed", "run.cancelled")
@@ -78,8 +80,8 @@ def start_processes(database_url: str) -> tuple[subprocess.Popen, subprocess.Pop
                              cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     key = created.stdout.strip().splitlines()[-1]
     port = free_port()
-    daphne = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                               "arkloop.asgi:application"], cwd=ROOT, env={**env, "PGAPPNAME": DAPHNE_APP},
+    daphne = subprocess.Popen(daphne_command("127.0.0.1", port), cwd=ROOT,
+                              env={**env, "PGAPPNAME": DAPHNE_APP, "PYTHON": sys.executable},
                               stdout=subprocess.DEVNULL, stderr=open(LOGS / "load-daphne.log", "wb"))
     runner = subprocess.Popen([*manage, "runagents", "--concurrency", "64"], cwd=ROOT,
                               env={**env, "PGAPPNAME": RUNNER_APP}, stdout=subprocess.DEVNULL,

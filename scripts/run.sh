@@ -25,4 +25,4 @@ if $PY manage.py help runagents >/dev/null 2>&1; then
   RUNNER_PID=$!
 fi
 trap '[ -n "$RUNNER_PID" ] && kill -TERM $RUNNER_PID 2>/dev/null; wait' EXIT INT TERM
-$PY -m daphne -b 127.0.0.1 -p "$PORT" arkloop.asgi:application
+PYTHON=$PY bash scripts/daphne.sh 127.0.0.1 "$PORT"   # listen backlog 2048 (scripts/daphne.sh)

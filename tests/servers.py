@@ -49,8 +49,13 @@ def wait_for_port(port: int, *, process: subprocess.Popen, timeout: float = 20.0
     raise RuntimeError(f"nothing listened on port {port} within {timeout}s")
 
 
+def daphne_command(host: str, port: int) -> list[str]:
+    """Daphne started the way `make run` starts it (scripts/daphne.sh: listen backlog 2048)."""
+    return ["bash", str(ROOT / "scripts" / "daphne.sh"), host, str(port)]
+
+
 class DaphneServer:
-    """`python -m daphne arkloop.asgi:application` on a free port; `.url` is its base URL."""
+    """Daphne serving arkloop.asgi on a free port (as `make run` starts it); `.url` is its base URL."""
 
     def __init__(self, *, database_url: str, **env: str) -> None:
         self.port = free_port()
@@ -61,9 +66,9 @@ class DaphneServer:
 
     def __enter__(self) -> DaphneServer:
         self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "arkloop.asgi:application"],
-            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(daphne_command("127.0.0.1", self.port), cwd=ROOT,
+                                        env={**self.env, "PYTHON": sys.executable}, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
         wait_for_port(self.port, process=self.process)
         return self
 

@@ -1,0 +1,87 @@
+"""A burst of simultaneous TCP connects against Daphne, counted by the kernel (tests/test_listen_backlog.py).
+
+Run as a program (`python -m tests.listen_flood COUNT BACKLOG…`), ideally in a network namespace
+of its own (`unshare -n`), so the kernel's counters (`TcpExtListenOverflows`, `TcpExtListenDrops`
+in /proc/net/netstat, what `nstat` reads) count only this burst. For each backlog it starts
+Daphne as `make run` does (scripts/daphne.sh), opens COUNT connections at once and prints, as
+JSON, the listen backlog `ss` reports and how much each counter grew.
+"""
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from tests.servers import ROOT, daphne_command, free_port, wait_for_port
+
+COUNTERS = ("ListenOverflows", "ListenDrops")
+CONNECT_GUARD = 30.0  # a hang guard: dropped SYNs are retried by the client's kernel after 1 s, 3 s, …
+
+
+def listen_counters() -> dict[str, int]:
+    """The TcpExt listen counters of this network namespace."""
+    lines = [line.split() for line in open("/proc/net/netstat") if line.startswith("TcpExt:")]
+    values = dict(zip(lines[0][1:], (int(v) for v in lines[1][1:]), strict=True))
+    return {name: values[name] for name in COUNTERS}
+
+
+def listen_backlog(port: int) -> int:
+    """The backlog of the socket listening on `port`: `ss` shows it as Send-Q."""
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[2])
+
+
+def connect_all(port: int, count: int) -> int:
+    """Open `count` connections at once (non-blocking connects, SYNs back to back); how many completed."""
+    selector = selectors.DefaultSelector()
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+            sockets.append(sock)
+            selector.register(sock, selectors.EVENT_WRITE)
+        connected, deadline = 0, time.monotonic() + CONNECT_GUARD
+        while connected < count and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=1):
+                selector.unregister(key.fileobj)
+                connected += key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+        return connected
+    finally:
+        for sock in sockets:
+            sock.close()
+        selector.close()
+
+
+def burst(count: int, backlog: str) -> dict:
+    port = free_port()
+    env = {**os.environ, "PYTHON": sys.executable, "ARKLOOP_LISTEN_BACKLOG": backlog, "LOG_LEVEL": "WARNING",
+           "DATABASE_URL": f"sqlite:///{tempfile.gettempdir()}/arkloop-listen-flood.sqlite3"}
+    with subprocess.Popen(daphne_command("127.0.0.1", port), cwd=ROOT, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as daphne:
+        try:
+            wait_for_port(port, process=daphne)
+            before = listen_counters()
+            connected = connect_all(port, count)
+            after = listen_counters()
+            return {"backlog": listen_backlog(port), "connected": connected,
+                    "drops": {name: after[name] - before[name] for name in COUNTERS}}
+        finally:
+            daphne.terminate()
+
+
+def main() -> None:
+    count, backlogs = int(sys.argv[1]), sys.argv[2:]
+    if os.environ.get("ARKLOOP_FLOOD_NETNS"):  # a fresh namespace starts with its loopback down
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    print(json.dumps({backlog: burst(count, backlog) for backlog in backlogs}))
+
+
+if __name__ == "__main__":
+    main()
