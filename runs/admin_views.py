@@ -18,8 +18,10 @@ from django.http import Http404, HttpRequest, JsonResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from arkloop.errors import ValidationFailed
 from arkloop.models import Org
 from runs.models import Run, RunEvent
+from runs.stream.views import check_seq
 from runs.timeline import assembled_reply, event_item, events_after
 from runs.usage import UsageRow, runs_in_period, usage_by, usage_per_day, usage_totals
 
@@ -43,9 +45,9 @@ def timeline_feed(request: HttpRequest, *, model_admin: RunAdmin, run_id: uuid.U
     if run is None:
         raise Http404("run not found")
     try:
-        after_seq = max(0, int(request.GET.get("after_seq", "0")))
-    except ValueError:
-        return JsonResponse({"error": "after_seq must be an integer"}, status=400)
+        after_seq = check_seq(request.GET.get("after_seq", "0"), field="after_seq")
+    except ValidationFailed as error:
+        return JsonResponse({"error": f"after_seq {error.details['fields']['after_seq'][0]}"}, status=400)
     events = events_after(run_id=run.pk, after_seq=after_seq, limit=FEED_BATCH + 1)
     more = len(events) > FEED_BATCH
     events = events[:FEED_BATCH]

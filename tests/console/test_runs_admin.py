@@ -199,6 +199,13 @@ def test_timeline_feed_sends_the_run_fields_as_the_run_page_shows_them(staff_cli
     assert feed["run"]["fields"]["completed_at"] != "-"
 
 
+@pytest.mark.parametrize("after_seq", ["-1", "x", "9" * 19, "9" * 4300])
+def test_timeline_feed_refuses_a_bad_or_overlong_cursor(staff_client, alice, after_seq):
+    run = make_run(org=alice.org, user=alice.user)
+    response = staff_client.get(reverse("admin:runs_run_timeline", args=[run.pk]), {"after_seq": after_seq})
+    assert response.status_code == 400 and response.json()["error"].startswith("after_seq must be")
+
+
 def test_timeline_feed_of_unknown_run_is_404(staff_client):
     import uuid
     assert staff_client.get(reverse("admin:runs_run_timeline", args=[uuid.uuid4()])).status_code == 404
