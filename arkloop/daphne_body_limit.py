@@ -49,7 +49,7 @@ def _check_twisted(http, web_request) -> None:
     changed = [name for name, digest in _EXPECTED_SOURCES.items()
                if _source_digest(getattr(owners[name.split(".")[0]], name.split(".")[1])) != digest]
     overridden = [name for name in ("gotLength", "handleContentChunk", "requestReceived")
-                  if name in vars(web_request)]
+                  if name in vars(web_request) and not getattr(vars(web_request)[name], "arkloop_patch", False)]
     if changed or overridden or "process" not in vars(web_request):
         raise RuntimeError(
             "arkloop.daphne_body_limit: Twisted/Daphne changed what the request body limit hooks into "
@@ -113,6 +113,8 @@ def limit_daphne_request_bodies() -> None:
             return None  # answered already: the application never sees this request
         return process(self)
 
+    for patch in (gotLength, handleContentChunk, process_unless_rejected):
+        patch.arkloop_patch = True
     WebRequest.gotLength = gotLength
     WebRequest.handleContentChunk = handleContentChunk
     WebRequest.process = process_unless_rejected

@@ -31,7 +31,7 @@ COMMON_ERRORS = {
     "500": "internal error",
 }
 BODY_ERRORS = {"409": "conflict (busy thread, not waiting, idempotency key reuse)",
-               "429": "too many active runs in the org"}
+               "429": "too many active runs in the org (runs.limit_exceeded) or failed logins (auth.throttled)"}
 
 
 def add_error_responses(result: dict, generator, request, public) -> dict:
