@@ -8,9 +8,7 @@ kept, and for how long, is written down in docs/runs-api.md:
 
 - kept for 24 hours: 2xx and 4xx responses, except 401, 409 and 429 — those say "not now"
   (a busy thread, the org's run cap), so the key is released and the same request may be retried;
-- never kept: 5xx (the key is released; nothing was promised);
-- never kept either: a secret the view shows once (`mark_secret_fields`): the stored answer has
-  that field null, and so has its replay.
+- never kept: 5xx (the key is released; nothing was promised).
 
 The same key with a different request → 409 `idempotency.conflict`; so is a duplicate arriving
 while the first is still executing. A client that disconnects does not interrupt the claim, the
@@ -36,7 +34,6 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework.renderers import JSONRenderer
 
 from arkloop.authentication import principal_from_request
 from arkloop.errors import ApiError, BodyTooLarge, Conflict, ValidationFailed, error_response
@@ -146,25 +143,6 @@ def idempotency_begin(*, principal: str, key: str, request: HttpRequest) -> Clai
             raise _conflict("a request with this Idempotency-Key is still being processed")
         return _replay(existing, request)
     raise _conflict("this Idempotency-Key is contended; retry")
-
-
-def mark_secret_fields(response: HttpResponse, *fields: str) -> HttpResponse:
-    """Declare top-level fields of this JSON response that are shown once and never stored.
-
-    A replay of the response (same Idempotency-Key) returns the object with these fields null:
-    an API key's plaintext, an access token, a webhook secret. Returns `response`.
-    """
-    response.idempotency_secret_fields = fields
-    return response
-
-
-def _stored_body(response: HttpResponse) -> bytes:
-    """The body to keep for replays: the response's, with its secret fields set to null."""
-    secret = getattr(response, "idempotency_secret_fields", ())
-    if not secret:
-        return response.content
-    data = json.loads(response.content)
-    return JSONRenderer().render({name: None if name in secret else value for name, value in data.items()})
 
 
 def idempotency_finish(*, claim: Claim, request: HttpRequest, response: HttpResponse | None) -> None:

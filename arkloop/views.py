@@ -13,7 +13,7 @@ from arkloop import selectors, services
 from arkloop.api import check_limit
 from arkloop.authentication import access_token_issue
 from arkloop.errors import NotFound, envelope
-from arkloop.idempotency import mark_secret_fields
+from arkloop.idempotency import secret_fields_mark
 from arkloop.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
@@ -38,7 +38,7 @@ class AccessTokenView(APIView):
             org_slug=body.validated_data.get("org"), address=request.META.get("REMOTE_ADDR", ""))
         response = Response({"access_token": access_token_issue(membership=membership), "token_type": "Bearer",
                              "expires_in": settings.ARKLOOP_ACCESS_TOKEN_TTL_SECONDS})
-        return mark_secret_fields(response, "access_token")
+        return secret_fields_mark(response, "access_token")
 
 
 class ApiKeyViewSet(viewsets.ViewSet):
@@ -58,7 +58,7 @@ class ApiKeyViewSet(viewsets.ViewSet):
         key, plaintext = services.api_key_create(membership=request.auth.membership,
                                                  name=body.validated_data["name"])
         data = ApiKeyCreatedSerializer(key, context={"plaintext": plaintext}).data
-        return mark_secret_fields(Response(data, status=status.HTTP_201_CREATED), "key")
+        return secret_fields_mark(Response(data, status=status.HTTP_201_CREATED), "key")
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str) -> Response:

@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import psycopg
 
-from tests.servers import free_port
+from tests.servers import free_port, listen_backlog
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKLOG = int(os.environ.get("BENCH_BACKLOG", 2048))  # another value only to compare (e.g. Daphne's default 50)
@@ -33,13 +33,6 @@ DAPHNE_APP, RUNNER_APP, PROBE_APP = "bench-daphne", "bench-runner", "bench-probe
 # Connections each process names itself (runs/stream/sources.py, runs/runner/listen.py).
 APP_OWNER = {DAPHNE_APP: "daphne", "arkloop-stream-hub": "daphne", RUNNER_APP: "runner",
              "arkloop-runner-listen": "runner"}
-
-
-def listen_backlog(port: int) -> int:
-    """The accept-queue size of the socket listening on `port`, as `ss -ltn` shows it (Send-Q)."""
-    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
-    fields = out.split()
-    return int(fields[2]) if len(fields) > 2 else 0
 
 
 def tail(path: Path, lines: int = 30) -> str:

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from tests.servers import ROOT, daphne_command, free_port, wait_for_port
+from tests.servers import ROOT, daphne_command, free_port, listen_backlog, wait_for_port
 
 COUNTERS = ("ListenOverflows", "ListenDrops")
 CONNECT_GUARD = 30.0  # a hang guard: dropped SYNs are retried by the client's kernel after 1 s, 3 s, …
@@ -28,12 +28,6 @@ def listen_counters() -> dict[str, int]:
     lines = [line.split() for line in open("/proc/net/netstat") if line.startswith("TcpExt:")]
     values = dict(zip(lines[0][1:], (int(v) for v in lines[1][1:]), strict=True))
     return {name: values[name] for name in COUNTERS}
-
-
-def listen_backlog(port: int) -> int:
-    """The backlog of the socket listening on `port`: `ss` shows it as Send-Q."""
-    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
-    return int(out.split()[2])
 
 
 def connect_all(port: int, count: int) -> int:

@@ -36,6 +36,13 @@ def subprocess_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def listen_backlog(port: int) -> int:
+    """The accept-queue size of the socket listening on `port`, as `ss -ltn` shows it (Send-Q)."""
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    fields = out.split()
+    return int(fields[2]) if len(fields) > 2 else 0
+
+
 def wait_for_port(port: int, *, process: subprocess.Popen, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

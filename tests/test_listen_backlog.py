@@ -15,8 +15,7 @@ import sys
 
 import pytest
 
-from tests.listen_flood import listen_backlog
-from tests.servers import ROOT
+from tests.servers import ROOT, listen_backlog
 
 BURST = 1000
 
