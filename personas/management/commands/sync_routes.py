@@ -12,7 +12,8 @@ from personas.services import routes_sync
 
 class Command(BaseCommand):
     help = ("Create or update the provider routes declared in a YAML file (default: ARKLOOP_ROUTES_FILE), "
-            "all or nothing. Each route: id, provider (stub|openai|anthropic), model, base_url, api_key_env "
+            "all or nothing. Each route: id, provider (stub|openai|anthropic), model, base_url, api_key_env (an "
+            "ARKLOOP_ROUTE_… variable) "
             "or api_key (stored encrypted, never printed), prices {input, cached_input, output} in USD per "
             "million tokens, priority, fallback (a route id), org (slug, or null for the platform), active. "
             "Routes not in the file are left alone. See docs/personas.md.")
