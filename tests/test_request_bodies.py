@@ -81,6 +81,15 @@ def test_a_declared_length_over_the_limit_is_413_before_any_body_is_sent(server)
         assert first.startswith(b"HTTP/1.1 413"), first
 
 
+def test_the_413_carries_the_trace_id_of_the_requests_traceparent(server):
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    raw = head("POST", "/v1/threads", json_headers(**{"Content-Length": str(2 * LIMIT),
+                                                      "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}))
+    response = exchange(server.url, raw)
+    assert_too_large(response)
+    assert response.headers["x-trace-id"] == trace_id
+
+
 def test_a_client_that_sends_its_whole_body_first_still_reads_the_413(server, alice):
     body = padded_title_body(3 * LIMIT)
     with connect(server.url) as sock:
