@@ -18,11 +18,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(params=[FakeOpenAI, FakeAnthropic], ids=["openai", "anthropic"])
 def provider(request, monkeypatch):
-    monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-fake")
+    monkeypatch.setenv("ARKLOOP_ROUTE_FAKE", "sk-fake")
     with request.param() as fake:
         kind = "openai" if request.param is FakeOpenAI else "anthropic"
         Route.objects.create(id="fake", provider=kind, model="fake-1", base_url=fake.base_url,
-                             api_key_env="FAKE_PROVIDER_KEY", price_input=Decimal("1"), price_output=Decimal("1"))
+                             api_key_env="ARKLOOP_ROUTE_FAKE", price_input=Decimal("1"), price_output=Decimal("1"))
         yield fake
 
 

@@ -52,7 +52,8 @@ def test_invalid_input_is_422_naming_the_field(alice, field, value):
     body = json.dumps({"name": "calc", "url": "https://tools.example.com/mcp", field: value})  # \ud800 escaped
     response = alice.client.generic("POST", "/v1/mcp-servers", body, content_type="application/json")
     assert response.status_code == 422, response.content
-    assert response.json()["code"] == "validation.error" and field in response.json()["details"]["fields"]
+    named = response.json()["details"]["fields"]  # the field, or a path inside it ("headers.X-Key")
+    assert response.json()["code"] == "validation.error" and field in {name.split(".")[0] for name in named}
     assert not McpServer.objects.exists()
 
 
