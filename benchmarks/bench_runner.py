@@ -139,9 +139,9 @@ def bench_streaming(principal, thread_with) -> tuple[list[float], int, float, in
 def sample_connections(peak: list[int], stop: threading.Event) -> None:
     import psycopg
 
-    from runs.runner.listen import listen_conninfo
+    from runs.notify import listen_conninfo
 
-    with psycopg.connect(autocommit=True, **listen_conninfo()) as conn:
+    with psycopg.connect(listen_conninfo(application_name="bench-sampler"), autocommit=True) as conn:
         while not stop.is_set():
             count = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                                  "AND pid <> pg_backend_pid()").fetchone()[0]

@@ -30,7 +30,7 @@ from tests.servers import free_port, listen_backlog
 ROOT = Path(__file__).resolve().parent.parent
 BACKLOG = int(os.environ.get("BENCH_BACKLOG", 2048))  # another value only to compare (e.g. Daphne's default 50)
 DAPHNE_APP, RUNNER_APP, PROBE_APP = "bench-daphne", "bench-runner", "bench-probe"
-# Connections each process names itself (runs/stream/sources.py, runs/runner/listen.py).
+# Connections each process names itself (runs/stream/sources.py, runs/runner/worker.py).
 APP_OWNER = {DAPHNE_APP: "daphne", "arkloop-stream-hub": "daphne", RUNNER_APP: "runner",
              "arkloop-runner-listen": "runner"}
 

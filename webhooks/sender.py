@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 import httpx
 from django.db import DatabaseError, connection
 
+from arkloop.db_threads import DbThreads
 from arkloop.outbound import OutboundRefused, PublicOnlyTransport
 from arkloop.text import text_clean
-from runs.runner.db import Db
 from webhooks.models import message_id
 from webhooks.outbox import (
     Attempt,
@@ -69,7 +69,7 @@ class WebhookSender:
     async def run_forever(self) -> None:
         """Send until cancelled; then give interrupted attempts back and close everything."""
         self._wake = asyncio.Event()
-        self.db = Db(1)
+        self.db = DbThreads(1, name="webhooks-db")
         self.client = httpx.AsyncClient(transport=PublicOnlyTransport(), timeout=TIMEOUT_SECONDS,
                                         follow_redirects=False, headers={"User-Agent": USER_AGENT})
         poll = POSTGRES_POLL_SECONDS if connection.vendor == "postgresql" else SQLITE_POLL_SECONDS

@@ -18,6 +18,7 @@ from typing import Any
 from django.db.models import F
 from django.utils import timezone
 
+from arkloop.db_threads import DbThreads
 from arkloop.tracing import set_trace_id
 from personas.models import Route
 from runs.events import event_append
@@ -25,7 +26,6 @@ from runs.models import RunStatus
 from runs.runner import costs, telemetry
 from runs.runner.budget import Exceeded
 from runs.runner.context import RunContext, context_load, route_selected_data
-from runs.runner.db import Db
 from runs.runner.leases import MAX_INTERRUPTIONS, RELEASE, Claim, interruption_ends_run
 from runs.runner.providers.base import Entry, ProviderError, TextDelta, ToolCall, TurnRequest
 from runs.runner.retry import TurnCaller, TurnOutput
@@ -51,7 +51,7 @@ class Outcome(StrEnum):
 
 
 class AgentLoop:
-    def __init__(self, *, claim: Claim, db: Db, writer: EventWriter) -> None:
+    def __init__(self, *, claim: Claim, db: DbThreads, writer: EventWriter) -> None:
         self.claim = claim
         self.db = db
         self.writer = writer

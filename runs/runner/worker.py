@@ -1,8 +1,8 @@
 """The runner process: claims runs, executes many agent loops at once, renews leases, stops cleanly.
 
 One asyncio event loop per process. Runs are tasks; the database is reached through a small
-thread pool (`db.Db`) and one group-commit event writer (`writer.EventWriter`); PostgreSQL
-wake-ups arrive on one LISTEN connection (`listen.py`), SQLite is polled every 100 ms. Each
+thread pool (`arkloop.db_threads.DbThreads`) and one group-commit event writer (`writer.EventWriter`); PostgreSQL
+wake-ups arrive on one LISTEN connection (`runs.listen`), SQLite is polled every 100 ms. Each
 pass of the main loop is a small method (`claim_pass`, `renew_pass`, `cancel_pass`,
 `sweep_pass`) that tests can call on their own.
 
@@ -24,11 +24,12 @@ from enum import StrEnum
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
+from arkloop.db_threads import DbThreads
 from runs.events import EventRejected
+from runs.listen import listen_forever
+from runs.notify import WEBHOOKS_CHANNEL, WORK_CHANNEL
 from runs.runner import leases, recovery, telemetry
-from runs.runner.db import DEFAULT_THREADS, Db
 from runs.runner.leases import Claim, interruption_ends_run
-from runs.runner.listen import listen_work
 from runs.runner.loop import AgentLoop, Outcome
 from runs.runner.state import RestartReason
 from runs.runner.writer import EventsUnstorable, EventWriter
@@ -42,6 +43,10 @@ DB_DOWN_BACKOFF_SECONDS = (0.2, 5.0)  # first and longest pause between passes w
 # Errors that say "the connection or the transaction broke", not "this run is wrong": the run is
 # restarted from its log (an interruption: the third one fails it), not failed at once.
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+# How operators (and the fault tests) find the runner's LISTEN connection in pg_stat_activity.
+LISTEN_APPLICATION_NAME = "arkloop-runner-listen"
+# Database threads (connections) for run work: one writes events, the others do everything else.
+DEFAULT_THREADS = 3
 
 
 class StopReason(StrEnum):
@@ -85,8 +90,8 @@ class Worker:
         telemetry.track_slots(self)
         # Event writes get a connection of their own, so deltas never queue behind claims and
         # context loads (200 runs claimed at once mean ~1,000 queries); the rest share the others.
-        self.db = Db(max(1, self.db_threads - 1))
-        self.write_db = Db(1)
+        self.db = DbThreads(max(1, self.db_threads - 1), name="runner-db")
+        self.write_db = DbThreads(1, name="runner-writes")
         self.writer = EventWriter(self.write_db, on_rejected=self._on_rejected, on_error=self._on_write_failed,
                                   on_unstorable=self._on_unstorable)
         # Webhook deliveries are sent from here too (own DB connection, bounded per endpoint).
@@ -95,8 +100,9 @@ class Worker:
         background = [asyncio.create_task(self.writer.run_forever()), asyncio.create_task(self._renew_forever()),
                       asyncio.create_task(self.webhooks.run_forever())]
         if self.postgres:
-            background.append(asyncio.create_task(listen_work(
-                on_notify=self._on_notify, on_connect=self._on_listen_connect, on_webhooks=self.webhooks.wake)))
+            background.append(asyncio.create_task(listen_forever(
+                channels=(WORK_CHANNEL, WEBHOOKS_CHANNEL), application_name=LISTEN_APPLICATION_NAME,
+                on_notify=self._on_notify, on_connect=self._on_listen_connect)))
         log.info("runner %s started (concurrency %d, %d per org, lease %.1fs)", self.owner, self.concurrency,
                  self.slots_per_org, self.lease_seconds)
         try:
@@ -325,7 +331,12 @@ class Worker:
         self.wake()
         self.webhooks.wake()
 
-    def _on_notify(self, run_id: str, type: str) -> None:
+    def _on_notify(self, channel: str, payload: str) -> None:
+        """`arkloop_work` payloads are `<run_id>:<event type>`; `arkloop_webhooks` ones are empty."""
+        if channel == WEBHOOKS_CHANNEL:
+            self.webhooks.wake()
+            return
+        run_id, _, type = payload.partition(":")
         if type == "run.cancel_requested" and run_id in self.active:
             self._interrupt(self.active[run_id], StopReason.CANCEL)
         elif type in ("run.started", "run.input_provided"):

@@ -33,8 +33,8 @@ from typing import Any
 
 from django.db import connection
 
+from arkloop.db_threads import DbThreads
 from runs.events import BatchNotWritten, EventRejected, event_append_batch
-from runs.runner.db import Db
 
 log = logging.getLogger("runs.runner")
 MERGE_WINDOW = 0.05
@@ -68,7 +68,7 @@ def _database_ok() -> bool:
 
 
 class EventWriter:
-    def __init__(self, db: Db, *, on_rejected: Callable[[str, str, int], None] | None = None,
+    def __init__(self, db: DbThreads, *, on_rejected: Callable[[str, str, int], None] | None = None,
                  on_error: Callable[[str, int], None] | None = None,
                  on_unstorable: Callable[[str, int], None] | None = None) -> None:
         self.db = db

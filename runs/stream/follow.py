@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from arkloop.metrics import SSE_EVENTS_SENT, SSE_STREAMS_OPEN
-from runs.stream.db import db_call
 from runs.stream.hub import RESYNC, Subscription, get_hub
-from runs.stream.selectors import BATCH_SIZE, events_after, run_is_finished
+from runs.stream.selectors import BATCH_SIZE, events_after, run_is_finished, stream_db
 from runs.stream.sse import PING, Frame
 
 
@@ -65,7 +64,7 @@ async def event_stream(*, run_id: str, after_seq: int, follow: bool, run_finishe
 async def _catch_up(cursor: _Cursor) -> AsyncIterator[bytes]:
     """Everything in the log after the cursor, one chunk per batch, up to the terminal event."""
     while not cursor.finished:
-        frames = await db_call(events_after, run_id=cursor.run_id, after_seq=cursor.seq)
+        frames = await stream_db.read(events_after, run_id=cursor.run_id, after_seq=cursor.seq)
         fresh = [frame for frame in frames if frame.seq > cursor.seq]
         if fresh:
             SSE_EVENTS_SENT.inc(len(fresh))
@@ -120,7 +119,7 @@ async def _resync(cursor: _Cursor) -> AsyncIterator[bytes]:
     The status is read first: a finished run's events are all committed, so the catch-up reads
     its terminal event — or, with a cursor at or past it, nothing, and there is nothing to wait for.
     """
-    finished = await db_call(run_is_finished, run_id=cursor.run_id)
+    finished = await stream_db.read(run_is_finished, run_id=cursor.run_id)
     async for chunk in _catch_up(cursor):
         yield chunk
     cursor.finished = cursor.finished or finished

@@ -19,8 +19,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Final
 
-from runs.stream.db import db_call
-from runs.stream.selectors import events_after
+from runs.stream.selectors import events_after, stream_db
 from runs.stream.sse import Frame
 
 log = logging.getLogger("arkloop.stream")
@@ -128,7 +127,7 @@ class Hub:
     async def _read_and_fan_out(self, run_id: str, channel: _RunChannel) -> None:
         try:
             while channel.subscribers and channel.fetched is not None and channel.wanted > channel.fetched:
-                frames = await db_call(events_after, run_id=run_id, after_seq=channel.fetched,
+                frames = await stream_db.read(events_after, run_id=run_id, after_seq=channel.fetched,
                                        upto=channel.wanted)
                 if not frames:
                     break  # not readable yet; the next announcement or a gap check catches up

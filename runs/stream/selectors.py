@@ -1,16 +1,24 @@
 """Reads the stream needs: the run (with the visibility check), its events after a cursor, and the
-latest seq of many runs at once (the SQLite poller's one cheap query)."""
+latest seq of many runs at once (the SQLite poller's one cheap query).
+
+They run on `stream_db`, STREAM_DB_THREADS threads shared by every stream and the hub of the
+process: a stream holds no connection of its own, idle or not, and a process uses at most
+STREAM_DB_THREADS connections for streaming (plus the hub's LISTEN connection), however many
+streams it serves. They only read, so `stream_db.read` retries one on a broken connection."""
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
 
 from arkloop.authentication import Principal
+from arkloop.db_threads import DbThreads
 from runs.models import TERMINAL_STATUSES, Run, RunEvent
 from runs.selectors import access_run
 from runs.stream.sse import Frame, render_frame
 
 BATCH_SIZE = 500
+STREAM_DB_THREADS = 4
+stream_db = DbThreads(STREAM_DB_THREADS, name="stream-db")
 
 
 def access_run_for_stream(*, principal: Principal, run_id: str) -> tuple[uuid.UUID, bool]:

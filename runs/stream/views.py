@@ -13,10 +13,9 @@ from django.http import HttpRequest, StreamingHttpResponse
 
 from arkloop.authentication import Principal, principal_from_header
 from arkloop.errors import ApiError, ValidationFailed
-from runs.stream.db import db_call
 from runs.stream.follow import event_stream
 from runs.stream.limits import SlotHeldStream, stream_slots
-from runs.stream.selectors import access_run_for_stream
+from runs.stream.selectors import access_run_for_stream, stream_db
 
 MAX_CURSOR_DIGITS = 18  # every such number fits a seq (a 64-bit integer)
 _DIGITS = re.compile(r"[0-9]+")
@@ -62,10 +61,10 @@ async def open_run_events(request: HttpRequest, run_id: str) -> AsyncIterator[by
     """
     if request.method != "GET":
         raise MethodNotAllowed(headers={"Allow": "GET"})
-    principal: Principal = await db_call(principal_from_header,
+    principal: Principal = await stream_db.read(principal_from_header,
                                          header=request.headers.get("Authorization", "").encode("latin-1"))
     after_seq, follow = check_cursor(request), check_follow(request)
-    pk, finished = await db_call(access_run_for_stream, principal=principal, run_id=run_id)
+    pk, finished = await stream_db.read(access_run_for_stream, principal=principal, run_id=run_id)
     slot = stream_slots.acquire(principal.credential)
     return SlotHeldStream(event_stream(run_id=str(pk), after_seq=after_seq, follow=follow, run_finished=finished),
                           slot)

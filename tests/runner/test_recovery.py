@@ -8,9 +8,9 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from arkloop.db_threads import DbThreads
 from runs.events import event_append, event_append_batch
 from runs.models import Run
-from runs.runner.db import Db
 from runs.runner.writer import EventWriter
 from tests.runner.helpers import answer, assert_gapless, deltas, of_type, run, run_once, start, stub, types
 
@@ -126,7 +126,7 @@ def test_writer_merges_queued_deltas_but_not_the_stubs(alice):
     _, scripted = start(alice, "two")
 
     async def write() -> None:
-        db = Db(1)
+        db = DbThreads(1, name="test-writes")
         writer = EventWriter(db)
         task = asyncio.create_task(writer.run_forever())
         for piece in ("Hel", "lo ", "world"):  # queued together, before the writer runs

@@ -9,10 +9,10 @@ import pytest
 from django.db import OperationalError
 from django.utils import timezone
 
+from arkloop.db_threads import DbThreads
 from runs.events import EventRejected, event_append
 from runs.models import Run
 from runs.runner import tools, writer
-from runs.runner.db import Db
 from runs.runner.providers.base import ToolSpec
 from runs.runner.writer import EventsUnstorable, EventWriter
 from tests.runner.helpers import answer, assert_gapless, deltas, of_type, run, run_once, start, stub, types
@@ -28,7 +28,7 @@ class Reports:
         self.errors: list[tuple[str, int]] = []
         self.unstorable: list[tuple[str, int]] = []
 
-    def writer(self, db: Db) -> EventWriter:
+    def writer(self, db: DbThreads) -> EventWriter:
         return EventWriter(db, on_rejected=lambda *a: self.rejected.append(a),
                            on_error=lambda *a: self.errors.append(a),
                            on_unstorable=lambda *a: self.unstorable.append(a))
@@ -37,7 +37,7 @@ class Reports:
 def write_then(queue, settle) -> None:
     """Queue events (one batch: the writer has not run yet), start the writer, then `settle`."""
     async def main() -> None:
-        db = Db(1)
+        db = DbThreads(1, name="test-writes")
         task = None
         try:
             event_writer = queue(db)
@@ -62,7 +62,7 @@ def test_a_batch_that_fails_for_one_run_is_written_again_run_by_run(alice, charl
     Run.objects.filter(pk__in=[guilty, innocent]).update(attempt=1)
     reports = Reports()
 
-    def queue(db: Db) -> EventWriter:
+    def queue(db: DbThreads) -> EventWriter:
         event_writer = reports.writer(db)
         event_writer.append(innocent, 1, "message.delta", delta("a "))
         event_writer.append(guilty, 1, "message.delta", delta({"not", "json"}))  # a set: no database stores it
@@ -86,7 +86,7 @@ def test_events_of_an_attempt_that_lost_its_lease_are_never_written_under_the_ne
 
     stale = []
 
-    def queue(db: Db) -> EventWriter:
+    def queue(db: DbThreads) -> EventWriter:
         event_writer = reports.writer(db)
         stale.append(event_writer.append(run_id, 1, "message.delta", delta("stale "), mergeable=True))
         event_writer.append(run_id, 2, "message.delta", delta("fresh"), mergeable=True)  # not merged into it

@@ -20,7 +20,7 @@ from tests.stream.sse_client import Frame, events_url, iter_sse
 TERMINAL = ("run.completed", "run.failed", "run.cancelled")
 RUNNER_APP = "arkloop-runner"  # PGAPPNAME of the runner processes these tests start
 DAPHNE_APP = "arkloop-daphne"  # PGAPPNAME of their Daphne processes (the stream's query workers)
-RUNNER_LISTEN_APP = "arkloop-runner-listen"  # runs.runner.listen.LISTEN_APPLICATION_NAME
+RUNNER_LISTEN_APP = "arkloop-runner-listen"  # runs.runner.worker.LISTEN_APPLICATION_NAME
 HUB_LISTEN_APP = "arkloop-stream-hub"  # runs.stream.sources.LISTEN_APPLICATION_NAME
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from arkloop.authentication import access_token_issue
 from arkloop.services import api_key_create
-from runs.stream.db import close_connections
 from runs.stream.limits import stream_slots
+from runs.stream.selectors import stream_db
 from tests.rawhttp import connect, head, read_response
 from tests.runner.processes import wait_until
 from tests.stream.asgi_client import AsgiStream
@@ -150,4 +150,4 @@ def test_streams_served_by_either_path_are_counted_and_given_back(alice, setting
         asyncio.run(scenario())
         wait_until(lambda: stream_slots.open_streams(credential) == 0, what="slots given back")
     finally:
-        close_connections()
+        stream_db.close()

@@ -10,8 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from arkloop import otel
 from arkloop.metrics import serve_runner_metrics
-from runs.runner.db import DEFAULT_THREADS
-from runs.runner.worker import Worker
+from runs.runner.worker import DEFAULT_THREADS, Worker
 
 
 class Command(BaseCommand):
