@@ -14,16 +14,15 @@ the connection is closed. For up to LINGER_SECONDS the connection then reads and
 what the client is still sending (as nginx's lingering close does), so a client that sends its
 whole body before reading (most libraries) receives the 413 rather than a reset; then it is cut.
 
-The methods used are checked at startup (`_check_twisted`): if a Twisted upgrade changes them,
-the process refuses to start instead of silently losing the limit. Twisted is pinned in
-requirements.txt for this reason.
+The methods used are checked at startup (`_check_twisted`, arkloop/patching.py): if a Twisted or
+Daphne upgrade changes them, the process refuses to start instead of silently losing the limit.
+Both are pinned in requirements.txt for this reason.
 """
 from __future__ import annotations
 
-import hashlib
-import inspect
 import logging
 
+from arkloop import patching
 from arkloop.body import max_body_bytes, too_large_response
 
 log = logging.getLogger("arkloop.request")
@@ -39,21 +38,14 @@ _EXPECTED_SOURCES = {
 _patched = False
 
 
-def _source_digest(function) -> str:
-    return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()
-
-
 def _check_twisted(http, web_request) -> None:
     """Refuse to start when the Twisted or Daphne code this patch hooks into is not what it expects."""
-    owners = {"Request": http.Request, "HTTPChannel": http.HTTPChannel}
-    changed = [name for name, digest in _EXPECTED_SOURCES.items()
-               if _source_digest(getattr(owners[name.split(".")[0]], name.split(".")[1])) != digest]
-    overridden = [name for name in ("gotLength", "handleContentChunk", "requestReceived")
-                  if name in vars(web_request) and not getattr(vars(web_request)[name], "arkloop_patch", False)]
-    if changed or overridden or "process" not in vars(web_request):
-        raise RuntimeError(
-            "arkloop.daphne_body_limit: Twisted/Daphne changed what the request body limit hooks into "
-            f"(changed: {changed}, overridden by Daphne: {overridden}); review the patch before upgrading")
+    changed = patching.changed(_EXPECTED_SOURCES, {"Request": http.Request, "HTTPChannel": http.HTTPChannel})
+    overridden = [f"WebRequest.{name}" for name in ("gotLength", "handleContentChunk", "requestReceived")
+                  if name in vars(web_request) and not hasattr(vars(web_request)[name], "arkloop_original")]
+    if "process" not in vars(web_request):
+        overridden.append("WebRequest.process (missing)")
+    patching.refuse("arkloop.daphne_body_limit", "what the request body limit hooks into", changed + overridden)
 
 
 def _raw_response(request) -> bytes:
@@ -113,9 +105,7 @@ def limit_daphne_request_bodies() -> None:
             return None  # answered already: the application never sees this request
         return process(self)
 
-    for patch in (gotLength, handleContentChunk, process_unless_rejected):
-        patch.arkloop_patch = True
-    WebRequest.gotLength = gotLength
-    WebRequest.handleContentChunk = handleContentChunk
-    WebRequest.process = process_unless_rejected
+    WebRequest.gotLength = patching.mark(gotLength, http.Request.gotLength)
+    WebRequest.handleContentChunk = patching.mark(handleContentChunk, http.Request.handleContentChunk)
+    WebRequest.process = patching.mark(process_unless_rejected, process)
     _patched = True

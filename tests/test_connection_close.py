@@ -3,6 +3,8 @@ import socket
 
 import pytest
 
+from arkloop import connection_close
+
 
 @pytest.fixture
 def cancelled_run(alice, transactional_db):
@@ -39,3 +41,13 @@ def test_ordinary_responses_keep_the_connection_alive(live_server, alice, transa
             sock.sendall(request)
             response = sock.recv(65536)
             assert response.startswith(b"HTTP/1.1 200")
+
+
+def test_startup_check_refuses_daphne_or_twisted_code_it_was_not_written_for(monkeypatch):
+    from daphne.http_protocol import WebRequest
+    from twisted.web import http
+
+    connection_close._check(WebRequest, http)  # the pinned versions pass (patched or not)
+    monkeypatch.setitem(connection_close._EXPECTED_SOURCES, "HTTPChannel.requestDone", "0" * 64)
+    with pytest.raises(RuntimeError, match="HTTPChannel.requestDone"):
+        connection_close._check(WebRequest, http)
