@@ -13,12 +13,12 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 from arkloop.body import BodyLimit  # noqa: E402
 from arkloop.connection_close import honor_connection_close  # noqa: E402
 from arkloop.daphne_body_limit import limit_daphne_request_bodies  # noqa: E402
-from arkloop.eager_writes import enable_eager_writes  # noqa: E402
+from runs.stream.transport import check_daphne  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 honor_connection_close()
-enable_eager_writes()
 limit_daphne_request_bodies()
+check_daphne()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
 

@@ -68,6 +68,8 @@ HTTP_DURATION = Histogram("arkloop_http_request_duration_seconds",
                           ["route"], buckets=HTTP_BUCKETS, registry=API)
 SSE_STREAMS_OPEN = Gauge("arkloop_sse_streams_open", "Event streams open in this process.", registry=API)
 SSE_EVENTS_SENT = Counter("arkloop_sse_events_sent", "Run events written to event streams.", registry=API)
+SSE_EVENTS_DIRECT = Counter("arkloop_sse_events_direct", "Of those, events the hub wrote to live streams itself "
+                            "(under Daphne, without waking the stream's task).", registry=API)
 
 # --- runagents ---------------------------------------------------------------------------------
 

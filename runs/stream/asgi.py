@@ -32,6 +32,8 @@ from django.urls import Resolver404, resolve
 
 from arkloop import metrics, otel
 from arkloop.tracing import request_trace_id, set_trace_id
+from runs.stream.limits import SlotHeldStream
+from runs.stream.transport import chunk_writer
 from runs.stream.views import open_run_events, run_events, sse_response
 
 App = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
@@ -91,7 +93,7 @@ def _stream_run_id(scope: dict) -> str | None:
     return match.kwargs.get("run_id") if match.func is run_events else None
 
 
-async def _open(scope: dict, run_id: str) -> tuple[HttpRequest, AsyncIterator[bytes]] | None:
+async def _open(scope: dict, run_id: str) -> tuple[HttpRequest, SlotHeldStream] | None:
     """The request and the stream's body when every check passes; None to let Django answer."""
     request = ASGIRequest(scope, io.BytesIO())
     try:
@@ -112,13 +114,14 @@ def _start_message(request: HttpRequest, body: AsyncIterator[bytes]) -> dict[str
     return {"type": "http.response.start", "status": response.status_code, "headers": headers}
 
 
-async def _serve(request: HttpRequest, body: AsyncIterator[bytes], receive: Callable, send: Callable) -> None:
+async def _serve(request: HttpRequest, body: SlotHeldStream, receive: Callable, send: Callable) -> None:
     """Send the stream until it ends or the client hangs up, whichever comes first."""
     try:
         await send(_start_message(request, body))
         # Daphne writes the response head with the first body message: send it now, not with the
         # first event (which, for a cursor at the end of an active run, may be a heartbeat away).
         await send({"type": "http.response.body", "body": b"", "more_body": True})
+        body.direct.writer = chunk_writer(send)  # under Daphne, the hub writes live frames itself
         streaming = asyncio.create_task(_send_body(body, send))
         hang_up = asyncio.create_task(_wait_for_disconnect(receive))
         try:

@@ -9,11 +9,16 @@ A cursor at or past the last event of a finished run ends the stream at once; on
 the stream waits for the next event, and ends when the run does.
 An event committed during the replay is thus either read by the replay or announced afterwards
 (or both, and then dropped once), never neither.
+
+While the stream is live (step 3 with an empty queue) and its server allows it
+(`DirectWrites.writer`, runs/stream/transport.py), the hub writes each next frame to the client
+itself (`Subscription.live`), the terminal one too; anything out of the ordinary — a gap, a
+RESYNC — and the end of the response still come through the queue to this task.
 """
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -22,6 +27,7 @@ from arkloop.metrics import SSE_EVENTS_SENT, SSE_STREAMS_OPEN
 from runs.stream.hub import RESYNC, Subscription, get_hub
 from runs.stream.selectors import BATCH_SIZE, events_after, run_is_finished, stream_db
 from runs.stream.sse import PING, Frame
+from runs.stream.transport import ChunkWriter
 
 
 @dataclass
@@ -37,7 +43,15 @@ class _Cursor:
         return frame.body
 
 
-async def event_stream(*, run_id: str, after_seq: int, follow: bool, run_finished: bool) -> AsyncIterator[bytes]:
+class DirectWrites:
+    """Set by the serving path once the response head is written: how the hub may write this
+    stream's live frames (None: every frame goes through the stream's task and `send`)."""
+
+    writer: ChunkWriter | None = None
+
+
+async def event_stream(*, run_id: str, after_seq: int, follow: bool, run_finished: bool,
+                       direct: DirectWrites) -> AsyncIterator[bytes]:
     """The response body of GET /v1/runs/{run_id}/events (see module doc)."""
     cursor = _Cursor(run_id=run_id, seq=after_seq)
     SSE_STREAMS_OPEN.inc()
@@ -53,7 +67,7 @@ async def event_stream(*, run_id: str, after_seq: int, follow: bool, run_finishe
         try:
             async for chunk in _catch_up(cursor):
                 yield chunk
-            async for chunk in _follow(cursor, subscription):
+            async for chunk in _follow(cursor, subscription, direct.writer):
                 yield chunk
         finally:
             hub.unsubscribe(subscription)
@@ -125,15 +139,42 @@ async def _resync(cursor: _Cursor) -> AsyncIterator[bytes]:
     cursor.finished = cursor.finished or finished
 
 
-async def _follow(cursor: _Cursor, subscription: Subscription) -> AsyncIterator[bytes]:
+def _live(cursor: _Cursor, subscription: Subscription, heartbeat: _Heartbeat,
+          write: ChunkWriter) -> Callable[[Frame], bool | None]:
+    """What the hub calls with each frame while this stream is live: the next frame is written at
+    once (True; the hub counts it), one sent already is dropped (False), anything else is left to
+    the task (None). After the terminal frame the frame is also queued, which wakes the task to
+    end the response (it was sent: the task drops it)."""
+
+    def live(frame: Frame) -> bool | None:
+        if frame.seq <= cursor.seq and not frame.terminal:
+            return False  # read by the replay, then announced
+        if frame.seq != cursor.seq + 1 or not write(frame.chunk, len(frame.body)):
+            return None
+        cursor.take(frame)
+        heartbeat.sent()
+        if frame.terminal:
+            subscription.live = None
+            subscription.queue.put_nowait(frame)
+        return True
+
+    return live
+
+
+async def _follow(cursor: _Cursor, subscription: Subscription, writer: ChunkWriter | None) -> AsyncIterator[bytes]:
     """Live frames from the hub, with a ping whenever nothing was sent for a heartbeat.
 
     A cursor may be past the run's last event (a client's own `after_seq`): frames at or below
     it are not sent, and a terminal one among them ends the stream, as nothing can follow it.
+    Each time the queue is empty — everything this task yielded has been sent, since the server
+    sent it before resuming this generator — the hub may write frames directly again.
     """
     heartbeat = _Heartbeat(subscription.queue, settings.ARKLOOP_SSE_HEARTBEAT_SECONDS)
+    live = _live(cursor, subscription, heartbeat, writer) if writer is not None else None
     try:
         while not cursor.finished:
+            if live is not None and subscription.queue.empty():
+                subscription.live = live
             item = await subscription.queue.get()
             if item is PING_DUE:
                 yield PING
@@ -150,4 +191,5 @@ async def _follow(cursor: _Cursor, subscription: Subscription) -> AsyncIterator[
                 continue
             heartbeat.sent()
     finally:
+        subscription.live = None
         heartbeat.stop()

@@ -7,6 +7,10 @@ queue of every subscriber of that run. It may also put `RESYNC` in a queue, whic
 have missed something: re-read the log after your cursor" (after the LISTEN connection was
 re-established, after a failed read, or when the queue overflowed).
 
+A live stream under Daphne takes its frames without its queue: the hub writes them to the
+client itself (`Subscription.live`, runs/stream/transport.py), so one event reaches 1,000
+followers without waking 1,000 tasks.
+
 Queues are bounded. A subscriber that falls `QUEUE_SIZE` frames behind has its queue emptied and
 replaced by a single RESYNC: memory stays bounded and the stream catches up from the database at
 its own pace instead of being closed.
@@ -16,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from arkloop.metrics import SSE_EVENTS_DIRECT, SSE_EVENTS_SENT
 from runs.stream.selectors import events_after, stream_db
 from runs.stream.sse import Frame
 
@@ -37,18 +43,35 @@ RESYNC: Final = _Resync()
 
 @dataclass(eq=False)
 class Subscription:
-    """One stream's interest in one run."""
+    """One stream's interest in one run.
+
+    `live`, when the stream sets it (it is caught up and its queue is empty), takes a frame and
+    returns True (written to the client at once), False (dropped: the stream sent it already) or
+    None (not taken). From the first item it does not take, `live` is cleared and items queue
+    until the stream's task has sent them and sets it again: frames never overtake each other.
+    """
 
     run_id: str
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=QUEUE_SIZE))
+    live: Callable[[Frame], bool | None] | None = None
 
-    def deliver(self, item: Frame | _Resync) -> None:
+    def deliver(self, item: Frame | _Resync) -> bool:
+        """Hand over one item; True if it was written to the client already."""
+        if self.live is not None:
+            try:
+                taken = self.live(item) if item is not RESYNC else None
+                if taken is not None:
+                    return taken
+            except Exception:
+                log.exception("stream hub: a direct write failed; the stream's task takes over")
+            self.live = None
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
             while not self.queue.empty():
                 self.queue.get_nowait()
             self.queue.put_nowait(RESYNC)
+        return False
 
 
 @dataclass(eq=False)
@@ -143,8 +166,12 @@ class Hub:
 
     @staticmethod
     def _deliver(channel: _RunChannel, item: Frame | _Resync) -> None:
-        for subscription in channel.subscribers:
-            subscription.deliver(item)
+        written = 0
+        for subscription in list(channel.subscribers):  # a copy: nothing may change the set mid-way
+            written += subscription.deliver(item)
+        if written:  # the streams' tasks count what they send themselves
+            SSE_EVENTS_SENT.inc(written)
+            SSE_EVENTS_DIRECT.inc(written)
 
     def _ensure_source(self) -> None:
         if self._source is None or self._source.done():

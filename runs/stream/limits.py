@@ -16,6 +16,7 @@ import threading
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 from django.conf import settings
 
@@ -67,11 +68,13 @@ class StreamSlot:
 
 
 class SlotHeldStream:
-    """A stream body that holds its slot until it is closed (aclose, Django's close, or collected)."""
+    """A stream body that holds its slot until it is closed (aclose, Django's close, or collected).
+    `direct`: the body's `runs.stream.follow.DirectWrites`, for the serving path to fill in."""
 
-    def __init__(self, body: AsyncIterator[bytes], slot: StreamSlot) -> None:
+    def __init__(self, body: AsyncIterator[bytes], slot: StreamSlot, *, direct: Any = None) -> None:
         self._body = body
         self._slot = slot
+        self.direct = direct
 
     def __aiter__(self) -> SlotHeldStream:
         return self

@@ -1,13 +1,14 @@
 """Server-Sent Events framing: one run event → one `id/event/data` frame, rendered once.
 
 A frame is rendered to bytes a single time (by the hub, or by a stream's replay) and shared by
-every stream that sends it, so fan-out to many followers costs no extra JSON encoding.
+every stream that sends it, so fan-out to many followers costs no extra JSON encoding. So is its
+HTTP/1.1 chunk, which the hub writes to live streams under Daphne (runs/stream/transport.py).
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -20,11 +21,21 @@ PING = b": ping\n\n"
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One rendered event: its seq, whether it ends the run, and the bytes to send."""
+    """One rendered event: its seq, whether it ends the run, the bytes to send, and those bytes
+    framed as an HTTP/1.1 chunk."""
 
     seq: int
     terminal: bool
     body: bytes
+    chunk: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "chunk", http_chunk(self.body))
+
+
+def http_chunk(body: bytes) -> bytes:
+    """`body` framed as one HTTP/1.1 chunk, byte for byte as Twisted's `toChunk` frames it."""
+    return b"%x\r\n%b\r\n" % (len(body), body)
 
 
 def rfc3339(value: dt.datetime) -> str:

@@ -13,7 +13,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 
 from arkloop.authentication import Principal, principal_from_header
 from arkloop.errors import ApiError, ValidationFailed
-from runs.stream.follow import event_stream
+from runs.stream.follow import DirectWrites, event_stream
 from runs.stream.limits import SlotHeldStream, stream_slots
 from runs.stream.selectors import access_run_for_stream, stream_db
 
@@ -53,7 +53,7 @@ def check_follow(request: HttpRequest) -> bool:
     return _BOOLEANS[value]
 
 
-async def open_run_events(request: HttpRequest, run_id: str) -> AsyncIterator[bytes]:
+async def open_run_events(request: HttpRequest, run_id: str) -> SlotHeldStream:
     """Every check of the stream (method, token, parameters, visibility, the open-stream cap),
     then its body, which holds a stream slot until it is closed.
 
@@ -66,8 +66,9 @@ async def open_run_events(request: HttpRequest, run_id: str) -> AsyncIterator[by
     after_seq, follow = check_cursor(request), check_follow(request)
     pk, finished = await stream_db.read(access_run_for_stream, principal=principal, run_id=run_id)
     slot = stream_slots.acquire(principal.credential)
-    return SlotHeldStream(event_stream(run_id=str(pk), after_seq=after_seq, follow=follow, run_finished=finished),
-                          slot)
+    direct = DirectWrites()
+    body = event_stream(run_id=str(pk), after_seq=after_seq, follow=follow, run_finished=finished, direct=direct)
+    return SlotHeldStream(body, slot, direct=direct)
 
 
 def sse_response(body: AsyncIterator[bytes]) -> StreamingHttpResponse:
