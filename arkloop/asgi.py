@@ -22,14 +22,19 @@ limit_daphne_request_bodies()
 check_daphne()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
+from django.conf import settings  # noqa: E402
 
 from arkloop.operations import OperationsEndpoints  # noqa: E402
+from arkloop.serving import SyncViewsInThreads  # noqa: E402
 from runs.stream.asgi import EventStreamFastPath  # noqa: E402
 
 # Bodies are read (and limited) first, by arkloop.body. Probes and scrapes (arkloop/operations.py)
 # and event streams that pass their checks (runs/stream/asgi.py) are served without Django's
-# request cycle.
-application = ProtocolTypeRouter({"http": BodyLimit(OperationsEndpoints(EventStreamFastPath(django_asgi_app)))})
+# request cycle. Requests for synchronous views (every DRF view) run Django's request cycle in one
+# hop to a pool of threads (arkloop/serving.py); async views and the pool's overflow go to Django's.
+django_app = (SyncViewsInThreads(django_asgi_app, threads=settings.ARKLOOP_REQUEST_THREADS)
+              if settings.ARKLOOP_REQUEST_THREADS > 0 else django_asgi_app)
+application = ProtocolTypeRouter({"http": BodyLimit(OperationsEndpoints(EventStreamFastPath(django_app)))})
 
 # Everything loaded so far (Django, the URL map, the models: ~125,000 objects) lives as long as
 # the process: keep it out of the garbage collector's full collections, each of which traversed

@@ -142,6 +142,8 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 ARKLOOP_MAX_BODY_BYTES = env.int("ARKLOOP_MAX_BODY_BYTES", default=1024 * 1024)
 ARKLOOP_ACCESS_TOKEN_TTL_SECONDS = env.int("ARKLOOP_ACCESS_TOKEN_TTL_SECONDS", default=900)
 ARKLOOP_MAX_CONCURRENT_RUNS_PER_ORG = env.int("ARKLOOP_MAX_CONCURRENT_RUNS_PER_ORG", default=10)
+# Threads serving synchronous views under Daphne, per process (arkloop/serving.py; 0 = Django's own way).
+ARKLOOP_REQUEST_THREADS = env.int("ARKLOOP_REQUEST_THREADS", default=16)
 ARKLOOP_SSE_HEARTBEAT_SECONDS = env.float("ARKLOOP_SSE_HEARTBEAT_SECONDS", default=15.0)
 # Open event streams per API key or access token, per Daphne process (0 = no cap).
 ARKLOOP_MAX_STREAMS_PER_PRINCIPAL = env.int("ARKLOOP_MAX_STREAMS_PER_PRINCIPAL", default=100)
