@@ -1,6 +1,13 @@
 """Bearer authentication: API keys (`ak-…`) and short-lived signed access tokens.
 
 `request.user` is the Django user; `request.auth` is the `Principal` every access check uses.
+
+An API key's principal is remembered per process for ARKLOOP_AUTH_CACHE_SECONDS (5 s; 0 = off):
+the lookup (key, membership, org and user: four tables) was a large share of each API request.
+Revoking or deleting a key, deactivating a user, or changing or removing a membership or an
+org, forgets every remembered principal of the process that made the change (as it happens and
+again when its transaction commits); other processes notice within ARKLOOP_AUTH_CACHE_SECONDS.
+Access tokens are not remembered.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
+from arkloop.memo import Memo
 from arkloop.models import ApiKey, Membership, Org
 
 API_KEY_PREFIX = "ak-"
@@ -82,10 +90,23 @@ def access_token_issue(*, membership: Membership) -> str:
     return signing.dumps({"m": str(membership.pk)}, salt=ACCESS_TOKEN_SALT, compress=True)
 
 
+# Principals by key hash (arkloop.memo): forgotten by `principals_forget` (see the module doc).
+_principals: Memo[Principal] = Memo("principals", seconds=lambda: settings.ARKLOOP_AUTH_CACHE_SECONDS)
+
+
+def principals_forget() -> None:
+    """Forget every API-key principal this process remembers (a key, membership, user or org changed)."""
+    _principals.forget()
+
+
 def principal_from_api_key(token: str) -> Principal:
     if not is_api_key_shaped(token):
         raise AuthError("auth.invalid_api_key", "invalid API key")
     digest = hash_api_key(token)
+    return _principals.get(digest, lambda: _principal_lookup(digest))
+
+
+def _principal_lookup(digest: str) -> Principal:
     key = (ApiKey.objects.select_related("membership__org", "membership__user")
            .filter(key_hash=digest).first())
     # The lookup is by hash; the comparison is constant-time all the same.

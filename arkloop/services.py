@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from arkloop.authentication import API_KEY_PREFIX, hash_api_key
+from arkloop.authentication import API_KEY_PREFIX, hash_api_key, principals_forget
 from arkloop.errors import TooManyRequests, Unauthorized
 from arkloop.models import ApiKey, LoginAttempt, Membership, Org
 from arkloop.selectors import membership_for_user, user_for_login
@@ -35,6 +35,7 @@ def api_key_create(*, membership: Membership, name: str = "") -> tuple[ApiKey, s
 def api_key_revoke(*, key: ApiKey) -> None:
     """Revoke a key; revoking twice keeps the first revocation time."""
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    principals_forget()
 
 
 @transaction.atomic

@@ -141,6 +141,8 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # Arkloop's own settings (SPEC §9).
 ARKLOOP_MAX_BODY_BYTES = env.int("ARKLOOP_MAX_BODY_BYTES", default=1024 * 1024)
 ARKLOOP_ACCESS_TOKEN_TTL_SECONDS = env.int("ARKLOOP_ACCESS_TOKEN_TTL_SECONDS", default=900)
+# How long a process remembers an API key's principal (arkloop.authentication; 0 = every request asks).
+ARKLOOP_AUTH_CACHE_SECONDS = env.float("ARKLOOP_AUTH_CACHE_SECONDS", default=5.0)
 ARKLOOP_MAX_CONCURRENT_RUNS_PER_ORG = env.int("ARKLOOP_MAX_CONCURRENT_RUNS_PER_ORG", default=10)
 # Threads serving synchronous views under Daphne, per process (arkloop/serving.py; 0 = Django's own way).
 ARKLOOP_REQUEST_THREADS = env.int("ARKLOOP_REQUEST_THREADS", default=16)
@@ -151,6 +153,8 @@ ARKLOOP_INPUT_TIMEOUT_SECONDS = env.int("ARKLOOP_INPUT_TIMEOUT_SECONDS", default
 ARKLOOP_CREDITS_PER_USD = env.int("ARKLOOP_CREDITS_PER_USD", default=1000)
 ARKLOOP_DEFAULT_PERSONA = env.str("ARKLOOP_DEFAULT_PERSONA", default="default")
 ARKLOOP_DEFAULT_ROUTE = env.str("ARKLOOP_DEFAULT_ROUTE", default="stub")
+# How long a process remembers the personas and routes runs resolve (personas.selectors; 0 = always ask).
+ARKLOOP_PERSONA_CACHE_SECONDS = env.float("ARKLOOP_PERSONA_CACHE_SECONDS", default=5.0)
 ARKLOOP_LISTEN_DATABASE_URL = env.str("ARKLOOP_LISTEN_DATABASE_URL", default="")
 ARKLOOP_LEASE_SECONDS = env.float("ARKLOOP_LEASE_SECONDS", default=30.0)
 # Provider calls: attempts per route (408/429/5xx/network), backoff base doubling per retry.

@@ -11,6 +11,7 @@ from arkloop.models import Org
 from personas.credentials import CredentialsUnreadable, decrypt_secret, encrypt_secret
 from personas.models import Route
 from personas.routes_file import RoutesFileError, RouteSpec
+from personas.selectors import personas_forget
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ def _fallbacks_link(specs: list[RouteSpec], outcomes: list[RouteOutcome]) -> lis
             raise RoutesFileError(f"route {spec.id}: fallback must name another existing route")
         updated = Route.objects.filter(pk=spec.id).exclude(fallback_id=spec.fallback_id).update(
             fallback_id=spec.fallback_id)
+        if updated:
+            personas_forget()  # an UPDATE sends no post_save
         if updated and outcome.status != "created":
             outcome = RouteOutcome(spec.id, "updated", (*outcome.changed, "fallback"))
         linked.append(outcome)

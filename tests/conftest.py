@@ -108,6 +108,15 @@ def builtin_personas(request) -> None:
     builtin_personas_sync(persona_model=Persona, specs=_builtin_persona_specs())
 
 
+@pytest.fixture(autouse=True)
+def _memos_forgotten() -> None:
+    """Each test starts with empty memos (arkloop.memo): tests empty the database between them
+    without the saves and deletes that would make a process forget what it remembered."""
+    from arkloop.memo import memos_forget_all
+
+    memos_forget_all()
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
     """No connection pool in the test process itself.

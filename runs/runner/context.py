@@ -14,7 +14,7 @@ from django.utils import timezone
 from mcp_servers.config import ServerConfig
 from mcp_servers.selectors import mcp_server_configs
 from personas.models import Persona, Route
-from personas.selectors import persona_find
+from personas.selectors import persona_memoized, route_by_id
 from personas.tool_patterns import tool_allowed
 from runs.limits import platform_limits
 from runs.models import Run, RunEvent
@@ -92,7 +92,7 @@ def _seconds_running(run: Run, events: list[tuple[str, dict, dt.datetime]]) -> f
 
 def _persona(run: Run) -> PersonaConfig:
     wanted = run.persona_id or settings.ARKLOOP_DEFAULT_PERSONA
-    persona = persona_find(org_id=run.org_id, persona_id=wanted)
+    persona = persona_memoized(org_id=run.org_id, persona_id=wanted)
     if persona is None:
         if run.persona_id:
             raise ContextProblem(f"persona {run.persona_id!r} is not available")
@@ -108,16 +108,18 @@ def _config(persona: Persona) -> PersonaConfig:
 
 
 def _routes(route_id: str) -> list[Route]:
-    """The route and its fallback chain (no cycles). The built-in `stub` works even when not stored."""
-    route = Route.objects.filter(pk=route_id).first()
+    """The route and its fallback chain (no cycles). The built-in `stub` works even when not stored.
+
+    Routes are memoized per process (personas.selectors.route_by_id): read them, never change them."""
+    route = route_by_id(route_id)
     if route is None and route_id == "stub":
         route = Route(id="stub", provider=Route.Provider.STUB, model="stub")
     if route is None:
         raise ContextProblem(f"route {route_id!r} is not available")
     chain = [route]
     while chain[-1].fallback_id and len(chain) <= MAX_FALLBACKS:
-        fallback = Route.objects.filter(pk=chain[-1].fallback_id, is_active=True).first()
-        if fallback is None or any(r.pk == fallback.pk for r in chain):
+        fallback = route_by_id(chain[-1].fallback_id)
+        if fallback is None or not fallback.is_active or any(r.pk == fallback.pk for r in chain):
             break
         chain.append(fallback)
     return chain

@@ -21,7 +21,7 @@ from django.db.models import Count, F, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from personas.models import Route
+from personas.selectors import route_by_id
 from runs.events import event_append
 from runs.models import Run, RunStatus
 from runs.runner.context import route_selected_data
@@ -145,7 +145,8 @@ def _announce_routes(rows: list[tuple]) -> None:
     """`run.route.selected` for fresh runs right at the claim: the first thing a client sees, sooner."""
     fresh = [(pk, attempt + 1, route_id) for pk, attempt, _, status, last_seq, route_id, _ in rows
              if last_seq == 1 and status == RunStatus.RUNNING and route_id]
-    routes = {route.pk: route for route in Route.objects.filter(pk__in={route_id for *_, route_id in fresh})}
+    routes = {route_id: route for route_id in {route_id for *_, route_id in fresh}
+              if (route := route_by_id(route_id)) is not None}
     for pk, attempt, route_id in fresh:
         if route_id in routes:
             event_append(run_id=pk, type="run.route.selected", data=route_selected_data(routes[route_id]),
