@@ -22,6 +22,13 @@ def visible_to(queryset: QuerySet, principal: Principal, *, owner_field: str = "
     return queryset
 
 
+def visible_sql(principal: Principal, *, alias: str, owner_column: str = "created_by_id") -> tuple[str, list[Any]]:
+    """`visible_to` as a SQL condition on the table named `alias`, and its parameters."""
+    if principal.is_admin:
+        return f"{alias}.org_id = %s", [principal.org_id]
+    return f"{alias}.org_id = %s AND {alias}.{owner_column} = %s", [principal.org_id, principal.user_id]
+
+
 def parse_uuid(value: object, *, not_found: type[NotFound]) -> uuid.UUID:
     """A path id as a UUID; anything else is the resource's 404 (a malformed id names nothing)."""
     try:

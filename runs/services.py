@@ -9,23 +9,27 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from arkloop.access import parse_uuid, visible_sql
 from arkloop.authentication import Principal
 from arkloop.errors import Conflict, TooManyRequests, Unprocessable, ValidationFailed
 from arkloop.models import Org
-from arkloop.text import text_clean
+from arkloop.rows import insert_columns, insert_params
+from arkloop.text import json_clean, text_clean
 from arkloop.tracing import current_trace_id
-from personas.models import Persona
+from personas.models import Persona, Route
 from personas.selectors import persona_resolve, route_resolve
+from runs import notify
 from runs.events import event_append, event_append_started
 from runs.limits import Limits, LimitsInvalid, limits_check_lower, limits_effective, platform_limits
-from runs.models import ACTIVE_STATUSES, Run, RunStatus
+from runs.models import ACTIVE_STATUSES, Run, RunEvent, RunStatus
 from runs.runner.costs import cost_number, credits_for
 from runs.selectors import thread_last_run
 from threads.models import Message, Thread
+from threads.selectors import ThreadNotFound, access_thread
 from threads.services import message_create
 
 # How long a client should wait before asking again when the org is at its run cap.
@@ -52,9 +56,14 @@ def _check_thread_and_org_capacity(*, org_id: object, thread: Thread) -> None:
         return
     active = Run.objects.filter(org_id=org_id, status__in=ACTIVE_STATUSES).aggregate(
         in_org=Count("pk"), in_thread=Count("pk", filter=Q(thread=thread)))
-    if active["in_thread"]:
+    _check_capacity(in_thread=active["in_thread"], in_org=active["in_org"], cap=cap)
+
+
+def _check_capacity(*, in_thread: int, in_org: int, cap: int) -> None:
+    """409 runs.thread_busy when the thread has an active run, else 429 when the org is at its cap."""
+    if in_thread:
         raise _thread_busy()
-    if active["in_org"] >= cap:
+    if 0 < cap <= in_org:
         raise TooManyRequests("runs.limit_exceeded", f"the org already has {cap} active runs",
                               details={"max_concurrent_runs": cap},
                               headers={"Retry-After": str(LIMIT_RETRY_AFTER_SECONDS)})
@@ -64,13 +73,13 @@ def _lock_org(*, org_id: object) -> None:
     list(Org.objects.select_for_update().filter(pk=org_id).values_list("pk", flat=True))
 
 
-def _run_insert(**fields) -> Run:
+def _run_insert(run: Run) -> None:
     """Insert the run; the partial unique index "one active run per thread" has the last word.
 
     No savepoint: after a violation the caller's transaction is only ever rolled back.
     """
     try:
-        return Run.objects.create(**fields)
+        run.save(force_insert=True)
     except IntegrityError:
         raise _thread_busy() from None
 
@@ -88,6 +97,28 @@ def _run_limits(*, persona: Persona, requested: Limits | None) -> Limits:
     return limits_effective(ceiling, requested or {})
 
 
+def _run_settings(*, org_id: object, persona_id: str | None, route_id: str | None,
+                  limits: Limits | None) -> tuple[Persona, Route, Limits]:
+    """The persona, route and effective limits of a new run (ValidationFailed naming the field)."""
+    persona = persona_resolve(org_id=org_id, persona_id=persona_id)
+    route = route_resolve(org_id=org_id, route_id=route_id, persona=persona)
+    return persona, route, _run_limits(persona=persona, requested=limits)
+
+
+def _new_run(*, principal: Principal, thread_id: object, persona: Persona, route: Route, limits: Limits,
+             retry_of: Run | None = None) -> Run:
+    return Run(org_id=principal.org_id, thread_id=thread_id, created_by_id=principal.user_id,
+               persona_id=persona.public_id, route_id=route.id, model=route.model, limits=limits,
+               retry_of=retry_of, trace_id=current_trace_id(), last_seq=1)
+
+
+def _started_data(run: Run) -> dict:
+    started = {"persona_id": run.persona_id, "route_id": run.route_id}
+    if run.retry_of_id is not None:
+        started["retry_of"] = str(run.retry_of_id)
+    return started
+
+
 @transaction.atomic
 def run_create(*, principal: Principal, thread: Thread, persona_id: str | None = None,
                route_id: str | None = None, limits: Limits | None = None, retry_of: Run | None = None) -> Run:
@@ -99,19 +130,89 @@ def run_create(*, principal: Principal, thread: Thread, persona_id: str | None =
     org's cap is reached). The runner is woken by the NOTIFY of `run.started`, delivered when
     this transaction commits.
     """
-    persona = persona_resolve(org_id=principal.org_id, persona_id=persona_id)
-    route = route_resolve(org_id=principal.org_id, route_id=route_id, persona=persona)
-    effective = _run_limits(persona=persona, requested=limits)
+    persona, route, effective = _run_settings(org_id=principal.org_id, persona_id=persona_id, route_id=route_id,
+                                              limits=limits)
     _lock_org(org_id=principal.org_id)
     _check_thread_and_org_capacity(org_id=principal.org_id, thread=thread)
-    run = _run_insert(org_id=principal.org_id, thread=thread, created_by_id=principal.user_id,
-                      persona_id=persona.public_id, route_id=route.id, model=route.model, limits=effective,
-                      retry_of=retry_of, trace_id=current_trace_id(), last_seq=1)
-    started = {"persona_id": run.persona_id, "route_id": run.route_id}
-    if retry_of is not None:
-        started["retry_of"] = str(retry_of.pk)
-    event_append_started(run=run, data=started)
+    run = _new_run(principal=principal, thread_id=thread.pk, persona=persona, route=route, limits=effective,
+                   retry_of=retry_of)
+    _run_insert(run)
+    event_append_started(run=run, data=_started_data(run))
     return run
+
+
+def run_start(*, principal: Principal, thread_id: object, persona_id: str | None = None,
+              route_id: str | None = None, limits: Limits | None = None) -> Run:
+    """`POST /v1/threads/{id}/runs`: `run_create` on a thread the caller may see.
+
+    Raises ThreadNotFound first (as `access_thread`), then what `run_create` raises. On PostgreSQL
+    the visibility check, the capacity check, both inserts and both NOTIFYs are one statement —
+    after locking the org row in a statement of its own when the org has a cap (a statement sees
+    what committed before it began, so the count must come after the lock). "The database has the
+    last word" still holds: the unique index "one active run per thread" turns a concurrent
+    creator's insert into runs.thread_busy. Elsewhere `access_thread` + `run_create`.
+    """
+    pk = parse_uuid(thread_id, not_found=ThreadNotFound)
+    if connection.vendor != "postgresql":
+        return run_create(principal=principal, thread=access_thread(principal=principal, thread_id=pk),
+                          persona_id=persona_id, route_id=route_id, limits=limits)
+    try:
+        persona, route, effective = _run_settings(org_id=principal.org_id, persona_id=persona_id,
+                                                  route_id=route_id, limits=limits)
+    except ValidationFailed:
+        access_thread(principal=principal, thread_id=pk)  # a thread not found is answered first
+        raise
+    run = _new_run(principal=principal, thread_id=pk, persona=persona, route=route, limits=effective)
+    cap = settings.ARKLOOP_MAX_CONCURRENT_RUNS_PER_ORG
+    if cap <= 0:
+        found, in_thread, in_org, inserted = _run_insert_checked(run, principal=principal, cap=cap)
+    else:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT 1 FROM {Org._meta.db_table} WHERE id = %s FOR UPDATE", [principal.org_id])
+            found, in_thread, in_org, inserted = _run_insert_checked(run, principal=principal, cap=cap)
+    if not found:
+        raise ThreadNotFound()
+    if not inserted:
+        _check_capacity(in_thread=in_thread, in_org=in_org, cap=cap)
+        raise _thread_busy()  # the unique index: a concurrent creator got there first
+    notify.hooks_after_commit([(run.pk, 1, "run.started")])
+    return run
+
+
+def _run_insert_checked(run: Run, *, principal: Principal, cap: int) -> tuple[bool, int, int, bool]:
+    """PostgreSQL: (thread visible, active runs in the thread, in the org (0 without a cap), run
+    inserted) — the run, its `run.started` and their NOTIFYs written only when the thread is
+    visible, has no active run and the org is under its cap."""
+    visible, visible_params = visible_sql(principal, alias="t")
+    statuses = [str(status) for status in ACTIVE_STATUSES]
+    if cap > 0:
+        active = (f"SELECT count(*) FILTER (WHERE thread_id = %s) AS in_thread, count(*) AS in_org "
+                  f"FROM {Run._meta.db_table} WHERE org_id = %s AND status = ANY(%s)")
+        active_params = [run.thread_id, principal.org_id, statuses]
+    else:
+        active = (f"SELECT count(*) AS in_thread, 0 AS in_org FROM {Run._meta.db_table} "
+                  "WHERE thread_id = %s AND status = ANY(%s)")
+        active_params = [run.thread_id, statuses]
+    values = insert_params(run)
+    event = RunEvent(run_id=run.pk, seq=1, type="run.started", data={**json_clean(_started_data(run)),
+                                                                      "trace_id": run.trace_id})
+    event_values = insert_params(event)
+    notifies, notify_params = notify.notify_select(run_id=run.pk, seq=1, type="run.started")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH thread AS (SELECT t.id FROM {Thread._meta.db_table} t WHERE t.id = %s AND t.deleted_at IS NULL "
+            f"AND {visible}), active AS ({active}), "
+            f"run AS (INSERT INTO {Run._meta.db_table} ({insert_columns(Run)}) "
+            f"SELECT {', '.join(['%s'] * len(values))} FROM thread, active "
+            f"WHERE active.in_thread = 0 AND (%s <= 0 OR active.in_org < %s) ON CONFLICT DO NOTHING RETURNING id), "
+            f"started AS (INSERT INTO {RunEvent._meta.db_table} ({insert_columns(RunEvent)}) "
+            f"SELECT {', '.join(['%s'] * len(event_values))} FROM run), "
+            f"notified AS (SELECT {notifies} FROM run) "
+            f"SELECT EXISTS (SELECT 1 FROM thread), (SELECT in_thread FROM active), (SELECT in_org FROM active), "
+            f"(SELECT count(*) FROM notified) > 0",
+            [run.thread_id, *visible_params, *active_params, *values, cap, cap, *event_values, *notify_params])
+        return cursor.fetchone()
 
 
 def _is_held_by_runner(run: Run) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -38,7 +39,11 @@ OK = {"ok": True}
 def _validated(serializer_class: type, request: Request) -> dict:
     body = serializer_class(data=request.data)
     body.is_valid(raise_exception=True)
-    return {name: value for name, value in body.validated_data.items() if value not in (None, "")}
+    return _present(body.validated_data)
+
+
+def _present(validated: dict) -> dict:
+    return {name: value for name, value in validated.items() if value not in (None, "")}
 
 
 class RunViewSet(viewsets.ViewSet):
@@ -79,8 +84,11 @@ class ThreadRunViewSet(viewsets.ViewSet):
 
     @extend_schema(request=RunCreateSerializer, responses={201: RunCreatedSerializer})
     def create(self, request: Request, thread_id: str) -> Response:
-        thread = access_thread(principal=request.auth, thread_id=thread_id)
-        run = services.run_create(principal=request.auth, thread=thread, **_validated(RunCreateSerializer, request))
+        body = RunCreateSerializer(data=request.data)
+        if not body.is_valid():
+            access_thread(principal=request.auth, thread_id=thread_id)  # a thread not found is answered first
+            raise ValidationError(body.errors)
+        run = services.run_start(principal=request.auth, thread_id=thread_id, **_present(body.validated_data))
         return Response(RunCreatedSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=RunCreateSerializer, responses={201: RunCreatedSerializer})

@@ -2,6 +2,7 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -58,11 +59,13 @@ class ThreadViewSet(viewsets.ViewSet):
     @extend_schema(methods=["POST"], request=MessageWriteSerializer, responses={201: MessageSerializer})
     @action(detail=True, methods=["get", "post"])
     def messages(self, request: Request, pk: str) -> Response:
-        thread = selectors.access_thread(principal=request.auth, thread_id=pk)
         if request.method == "GET":
+            thread = selectors.access_thread(principal=request.auth, thread_id=pk)
             messages = selectors.message_list(thread=thread, limit=check_limit(request))
             return Response(MessageSerializer(messages, many=True).data)
         body = MessageWriteSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        message = services.message_create(thread=thread, content=body.validated_data["content"])
+        if not body.is_valid():
+            selectors.access_thread(principal=request.auth, thread_id=pk)  # a thread not found is answered first
+            raise ValidationError(body.errors)
+        message = services.message_post(principal=request.auth, thread_id=pk, content=body.validated_data["content"])
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)

@@ -44,7 +44,9 @@ def alice_tx(transactional_db):
     return make_actor(org="acme", email="alice@acme.test", role="admin")
 
 
-def test_ten_parallel_creates_on_one_thread_admit_exactly_one(alice_tx):
+@pytest.mark.parametrize("cap", [10, 0])  # the org lock, or (no cap) only the unique index
+def test_ten_parallel_creates_on_one_thread_admit_exactly_one(alice_tx, settings, cap):
+    settings.ARKLOOP_MAX_CONCURRENT_RUNS_PER_ORG = cap
     thread_id = thread_with_question(alice_tx)
     statuses = in_parallel([create_call(alice_tx.key, f"/v1/threads/{thread_id}/runs")] * 10)
     assert sorted(statuses) == [201] + [409] * 9
