@@ -9,11 +9,7 @@ import time
 from collections.abc import Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.contrib.auth import middleware as auth
-from django.contrib.messages import middleware as messages
-from django.contrib.sessions import middleware as sessions
 from django.http import HttpRequest, HttpResponse
-from django.middleware import clickjacking, common, csrf, security
 
 from arkloop import metrics, otel
 from arkloop.errors import ApiError, _translate, error_response
@@ -126,51 +122,3 @@ class ApiErrorMiddleware(HybridMiddleware):
             error.status = 500
         return error_response(error)
 
-
-class _InlineUnderApi:
-    """Django's own middlewares, minus their thread hops under /v1.
-
-    Under ASGI, Django runs each middleware's `process_request` and `process_response` in the
-    request's thread (`sync_to_async`): a dozen thread hops per API request, which profiles of
-    run creation showed among the top costs. Under /v1 these methods do no I/O — the API uses no
-    session, message or CSRF cookie (DRF views are CSRF-exempt), so sessions and messages stay
-    lazy and are never loaded or saved — and they run inline. Everywhere else (the admin, whose
-    session and messages do hit the database) they run exactly as Django runs them.
-    """
-
-    async def __acall__(self, request: HttpRequest):
-        if not _is_api(request):
-            return await super().__acall__(request)
-        response = self.process_request(request) if hasattr(self, "process_request") else None
-        response = response or await self.get_response(request)
-        if hasattr(self, "process_response"):
-            response = self.process_response(request, response)
-        return response
-
-
-class SecurityMiddleware(_InlineUnderApi, security.SecurityMiddleware):
-    pass
-
-
-class SessionMiddleware(_InlineUnderApi, sessions.SessionMiddleware):
-    pass
-
-
-class CommonMiddleware(_InlineUnderApi, common.CommonMiddleware):
-    pass
-
-
-class CsrfViewMiddleware(_InlineUnderApi, csrf.CsrfViewMiddleware):
-    pass
-
-
-class AuthenticationMiddleware(_InlineUnderApi, auth.AuthenticationMiddleware):
-    pass
-
-
-class MessageMiddleware(_InlineUnderApi, messages.MessageMiddleware):
-    pass
-
-
-class XFrameOptionsMiddleware(_InlineUnderApi, clickjacking.XFrameOptionsMiddleware):
-    pass

@@ -50,14 +50,13 @@ MIDDLEWARE = [
     "arkloop.middleware.TraceIdMiddleware",
     "arkloop.middleware.ApiErrorMiddleware",
     "arkloop.idempotency.IdempotencyMiddleware",
-    # Django's middlewares, without their per-call thread hop under /v1 (arkloop.middleware).
-    "arkloop.middleware.SecurityMiddleware",
-    "arkloop.middleware.SessionMiddleware",
-    "arkloop.middleware.CommonMiddleware",
-    "arkloop.middleware.CsrfViewMiddleware",
-    "arkloop.middleware.AuthenticationMiddleware",
-    "arkloop.middleware.MessageMiddleware",
-    "arkloop.middleware.XFrameOptionsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 AUTH_USER_MODEL = "arkloop.User"
