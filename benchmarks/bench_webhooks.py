@@ -18,18 +18,16 @@ measuring process) answers 200 and stamps each request's arrival.
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from benchmarks.support import log, run_in_own_database
+from tests.fakes.webhook_receiver import WebhookReceiver
 
 TITLE = "Webhooks: terminal event → first attempt received, 1,000 completions in 10 s"
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,31 +44,9 @@ def run(database_url: str) -> str:
 
 # ---------------------------------------------------------------- the worker (own database)
 
-class Receiver:
-    """Answers 200 to every POST; keeps (webhook-id, run_id, arrival time) of each request."""
-
-    def __init__(self) -> None:
-        self.arrivals: list[tuple[str, str, float]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                arrived = time.time()
-                receiver.arrivals.append((self.headers["webhook-id"], json.loads(body)["data"]["run_id"], arrived))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+def arrivals(receiver: WebhookReceiver) -> list[tuple[str, str, float]]:
+    """(webhook-id, run_id, arrival time) of each delivery the receiver answered (200) so far."""
+    return [(r.webhook_id, r.json["data"]["run_id"], r.arrived) for r in list(receiver.received)]
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -93,7 +69,7 @@ def wait_for(condition, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-def setup(receiver: Receiver):
+def setup(receiver: WebhookReceiver):
     from arkloop.authentication import Principal
     from arkloop.services import membership_ensure
     from webhooks.services import webhook_create
@@ -114,18 +90,18 @@ def threads_with_a_message(principal, count: int) -> list:
     return threads
 
 
-def latencies_ms(receiver: Receiver, run_ids: list) -> list[float]:
+def latencies_ms(receiver: WebhookReceiver, run_ids: list) -> list[float]:
     from runs.models import RunEvent
 
     committed = {str(run_id): at.timestamp() for run_id, at in RunEvent.objects.filter(
         run_id__in=run_ids, type="run.completed").values_list("run_id", "created_at")}
     first: dict[str, float] = {}
-    for _, run_id, arrived in receiver.arrivals:
+    for _, run_id, arrived in arrivals(receiver):
         first.setdefault(run_id, arrived)
     return [(first[run_id] - committed[run_id]) * 1000 for run_id in committed if run_id in first]
 
 
-def bench_latency(principal, receiver: Receiver) -> list[float]:
+def bench_latency(principal, receiver: WebhookReceiver) -> list[float]:
     from runs.services import run_create
 
     run_ids = []
@@ -133,7 +109,7 @@ def bench_latency(principal, receiver: Receiver) -> list[float]:
         run_ids.append(str(run_create(principal=principal, thread=thread).pk))
         time.sleep(0.08)
     wanted = set(run_ids)
-    wait_for(lambda: wanted <= {run_id for _, run_id, _ in receiver.arrivals})
+    wait_for(lambda: wanted <= {run_id for _, run_id, _ in arrivals(receiver)})
     return latencies_ms(receiver, run_ids)
 
 
@@ -159,13 +135,13 @@ def complete_paced(principal, threads: list, started: float, offset: int, stride
     return run_ids
 
 
-def bench_flood(principal, receiver: Receiver) -> dict:
+def bench_flood(principal, receiver: WebhookReceiver) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
     from webhooks.models import WebhookDelivery
 
     threads = threads_with_a_message(principal, FLOOD_RUNS)
-    before = len(receiver.arrivals)
+    before = len(arrivals(receiver))
     started, started_wall = time.monotonic(), time.time()
     with ThreadPoolExecutor(FLOOD_PRODUCERS) as pool:
         parts = [pool.submit(complete_paced, principal, threads, started, offset, FLOOD_PRODUCERS)
@@ -173,13 +149,17 @@ def bench_flood(principal, receiver: Receiver) -> dict:
         run_ids = [run_id for part in parts for run_id in part.result()]
     completed_in = time.monotonic() - started
     wanted = set(run_ids)
-    wait_for(lambda: wanted <= {run_id for _, run_id, _ in receiver.arrivals[before:]})
-    arrivals = receiver.arrivals[before:]
-    per_id = Counter(webhook_id for webhook_id, _, _ in arrivals)
+    wait_for(lambda: wanted <= {run_id for _, run_id, _ in arrivals(receiver)[before:]})
+    got = arrivals(receiver)[before:]
+    per_id = Counter(webhook_id for webhook_id, _, _ in got)
+    delivered = WebhookDelivery.objects.filter(run_id__in=run_ids, status="delivered")
+    settle = time.monotonic() + 5  # the sender marks a delivery after its 200 was read
+    while delivered.count() < len(run_ids) and time.monotonic() < settle:
+        time.sleep(0.05)
     return {"completed_in": completed_in, "latencies": latencies_ms(receiver, run_ids),
             "distinct": len(per_id), "duplicates": sum(n - 1 for n in per_id.values()),
-            "delivered_rows": WebhookDelivery.objects.filter(run_id__in=run_ids, status="delivered").count(),
-            "span": max(arrived for _, _, arrived in arrivals) - started_wall}
+            "delivered_rows": delivered.count(),
+            "span": max(arrived for _, _, arrived in got) - started_wall}
 
 
 def worker_main() -> None:
@@ -189,19 +169,19 @@ def worker_main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    receiver = Receiver()
-    principal, _ = setup(receiver)
-    runner = subprocess.Popen([sys.executable, "manage.py", "runagents", "--concurrency", "16"], cwd=ROOT,
-                              env={**os.environ, "LOG_LEVEL": "WARNING"})
-    try:
-        time.sleep(4)  # imports, LISTEN
-        log(f"latency, {LATENCY_RUNS} runs …")
-        latency = bench_latency(principal, receiver)
-        log(f"flood, {FLOOD_RUNS} completions in {FLOOD_SECONDS:.0f} s …")
-        flood = bench_flood(principal, receiver)
-    finally:
-        runner.terminate()
-        runner.wait(timeout=30)
+    with WebhookReceiver() as receiver:
+        principal, _ = setup(receiver)
+        runner = subprocess.Popen([sys.executable, "manage.py", "runagents", "--concurrency", "16"], cwd=ROOT,
+                                  env={**os.environ, "LOG_LEVEL": "WARNING"})
+        try:
+            time.sleep(4)  # imports, LISTEN
+            log(f"latency, {LATENCY_RUNS} runs …")
+            latency = bench_latency(principal, receiver)
+            log(f"flood, {FLOOD_RUNS} completions in {FLOOD_SECONDS:.0f} s …")
+            flood = bench_flood(principal, receiver)
+        finally:
+            runner.terminate()
+            runner.wait(timeout=30)
     print("<<<bench>>>")
     print(f"""{__doc__.split(chr(10), 2)[2].split("`ARKLOOP_BENCH")[0].strip()}
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -29,6 +30,7 @@ class Received:
     headers: dict[str, str]  # lower-case names
     body: bytes
     answered: int | None = None  # the status sent back (None while held, or when the client left)
+    arrived: float = field(default_factory=time.time)  # when its body was read (epoch seconds)
 
     @property
     def json(self) -> dict[str, Any]:
