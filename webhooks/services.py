@@ -101,3 +101,22 @@ def delivery_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
     notify.deliveries_due()
     delivery.refresh_from_db()
     return delivery
+
+
+def purgeable_deliveries(*, older_than_days: int):
+    """Deliveries that are over (delivered or failed) and were recorded more than `older_than_days`
+    ago; pending ones are never purged, whatever their age."""
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    return WebhookDelivery.objects.filter(created_at__lt=cutoff).exclude(status=DeliveryStatus.PENDING)
+
+
+def deliveries_purge(*, older_than_days: int, batch_size: int = 1000) -> int:
+    """Delete `purgeable_deliveries`, `batch_size` rows per transaction; the number deleted."""
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(purgeable_deliveries(older_than_days=older_than_days)
+                       .order_by("id").values_list("id", flat=True)[:batch_size])
+            if not ids:
+                return deleted
+            deleted += WebhookDelivery.objects.filter(id__in=ids).delete()[0]

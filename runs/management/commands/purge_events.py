@@ -5,13 +5,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from arkloop.idempotency import idempotency_purge
 from runs.maintenance import events_purge, purgeable_events
+from webhooks.services import deliveries_purge, purgeable_deliveries
 
 
 class Command(BaseCommand):
     help = ("Delete the events of runs that finished (completed, failed or cancelled) more than DAYS "
             "days ago, in batches, with progress on stderr. Runs keep their status and totals (tokens, "
             "cost, credits) and threads keep their messages; active runs are never touched. Also deletes "
-            "Idempotency-Key records past their 24-hour replay window.")
+            "Idempotency-Key records past their 24-hour replay window, and webhook deliveries that are over "
+            "(delivered or failed) and older than DAYS days; pending deliveries are kept.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--older-than", type=int, required=True, metavar="DAYS",
@@ -28,6 +30,8 @@ class Command(BaseCommand):
         total = purgeable_events(older_than_days=older_than).count()
         if dry_run:
             self.stdout.write(f"would delete {total} events of runs finished more than {older_than} days ago")
+            self.stdout.write(f"would delete {purgeable_deliveries(older_than_days=older_than).count()} finished "
+                              f"webhook deliveries older than {older_than} days")
             return
         deleted = 0
         if total:
@@ -35,3 +39,5 @@ class Command(BaseCommand):
                                    progress=lambda done: self.stderr.write(f"deleted {done}/{total} events"))
         self.stdout.write(f"deleted {deleted} events of runs finished more than {older_than} days ago")
         self.stdout.write(f"deleted {idempotency_purge()} expired Idempotency-Key records")
+        purged = deliveries_purge(older_than_days=older_than, batch_size=batch_size)
+        self.stdout.write(f"deleted {purged} finished webhook deliveries older than {older_than} days")
