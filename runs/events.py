@@ -15,6 +15,7 @@ event data and Run fields go through `arkloop.text.json_clean` (they become U+FF
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections import defaultdict
@@ -36,6 +37,7 @@ _TERMINAL_STAMP = {
     RunStatus.CANCELLED: "cancelled_at",
 }
 _LEASE_CLEARED = {"lease_owner": "", "lease_expires_at": None}
+_TERMINAL = [str(status) for status in TERMINAL_STATUSES]
 
 
 class EventRejected(Exception):
@@ -47,37 +49,113 @@ class EventRejected(Exception):
 
 
 def event_append(*, run_id: Any, type: str, data: dict | None = None, attempt: int | None = None,
-                 status: RunStatus | None = None, fields: dict[str, Any] | None = None) -> RunEvent:
+                 status: RunStatus | None = None, fields: dict[str, Any] | None = None,
+                 increments: dict[str, Any] | None = None) -> RunEvent:
     """Append one event to the log of run `run_id`, inside the caller's transaction.
 
     - `attempt`: the writer's fencing token; when given, the write succeeds only if the run's
       current attempt is still this one (else EventRejected("lease_lost")).
     - `status`: a status to set with this event; terminal event types set theirs automatically,
       with the matching `*_at` stamp.
-    - `fields`: other Run columns to update in the same statement (totals, error_class, …).
+    - `fields`: other Run columns to set in the same statement (totals, error_class, …);
+      `increments`: numeric Run columns to add to (a turn's tokens and cost).
 
     Raises EventRejected("finished") once the run has its terminal event.
     """
-    status = TERMINAL_EVENT_STATUS.get(type, status)
-    updates: dict[str, Any] = {"last_seq": F("last_seq") + 1, **json_clean(fields or {})}
+    return events_append(run_id=run_id, events=[(type, data or {})], attempt=attempt, status=status,
+                         fields=fields, increments=increments)[0]
+
+
+def events_append(*, run_id: Any, events: list[tuple[str, dict]], attempt: int | None = None,
+                  status: RunStatus | None = None, fields: dict[str, Any] | None = None,
+                  increments: dict[str, Any] | None = None) -> list[RunEvent]:
+    """`event_append` for several `(type, data)` events of one run, given consecutive seqs at once
+    (a turn's commit and the run's completion). Only the last may be a terminal event.
+
+    On PostgreSQL the fenced seq allocation, the Run columns, the inserts and the NOTIFYs are one
+    statement (`_append_postgres`); elsewhere they are the ORM's statements.
+    """
+    assert events and not any(type in TERMINAL_EVENT_STATUS for type, _ in events[:-1]), events
+    status = TERMINAL_EVENT_STATUS.get(events[-1][0], status)
+    updates: dict[str, Any] = json_clean(fields or {})
     if status is not None:
         updates["status"] = status
         if status in _TERMINAL_STAMP:
             updates.setdefault(_TERMINAL_STAMP[status], timezone.now())
             updates.update(_LEASE_CLEARED)  # a finished run is held by nobody
-    with transaction.atomic():
-        runs = Run.objects.filter(pk=run_id).exclude(status__in=TERMINAL_STATUSES)
-        if attempt is not None:
-            runs = runs.filter(attempt=attempt)
-        if runs.update(**updates) != 1:
-            raise EventRejected(_why_rejected(run_id, attempt))
-        seq, trace_id, org_id = Run.objects.filter(pk=run_id).values_list("last_seq", "trace_id", "org_id").get()
-        event = RunEvent.objects.create(run_id=run_id, seq=seq, type=type,
-                                        data={**json_clean(data or {}), "trace_id": trace_id})
-        if type in WEBHOOK_EVENT_TYPES:  # the outbox: deliveries commit (or roll back) with the event
-            deliveries_enqueue(org_id=org_id, event=event)
-        notify.event_appended(run_id=run_id, seq=seq, type=type)
-    return event
+    events = [(type, json_clean(data)) for type, data in events]
+    hooked = any(type in WEBHOOK_EVENT_TYPES for type, _ in events)
+    # One statement is atomic by itself; the webhook outbox must commit (or not) with its events.
+    with transaction.atomic() if hooked or not _one_statement(updates) else contextlib.nullcontext():
+        if _one_statement(updates):
+            appended, org_id = _append_postgres(run_id, events, attempt, updates, increments or {})
+        else:
+            appended, org_id = _append_orm(run_id, events, attempt, updates, increments or {})
+        for event in appended:
+            if event.type in WEBHOOK_EVENT_TYPES:  # the outbox: deliveries commit (or roll back) with the event
+                deliveries_enqueue(org_id=org_id, event=event)
+    return appended
+
+
+def _one_statement(updates: dict[str, Any]) -> bool:
+    """PostgreSQL, and no column set to an expression (those are the ORM's to compile)."""
+    return connection.vendor == "postgresql" and not any(hasattr(v, "resolve_expression") for v in updates.values())
+
+
+def _append_orm(run_id: Any, events: list[tuple[str, dict]], attempt: int | None, updates: dict[str, Any],
+                increments: dict[str, Any]) -> tuple[list[RunEvent], Any]:
+    runs = Run.objects.filter(pk=run_id).exclude(status__in=TERMINAL_STATUSES)
+    if attempt is not None:
+        runs = runs.filter(attempt=attempt)
+    added = {name: F(name) + value for name, value in increments.items()}
+    if runs.update(last_seq=F("last_seq") + len(events), **updates, **added) != 1:
+        raise EventRejected(_why_rejected(run_id, attempt))
+    last_seq, trace_id, org_id = Run.objects.filter(pk=run_id).values_list("last_seq", "trace_id", "org_id").get()
+    first = last_seq - len(events) + 1
+    appended = [RunEvent.objects.create(run_id=run_id, seq=first + offset, type=type,
+                                        data={**data, "trace_id": trace_id})
+                for offset, (type, data) in enumerate(events)]
+    for event in appended:
+        notify.event_appended(run_id=run_id, seq=event.seq, type=event.type)
+    return appended, org_id
+
+
+def _append_postgres(run_id: Any, events: list[tuple[str, dict]], attempt: int | None, updates: dict[str, Any],
+                     increments: dict[str, Any]) -> tuple[list[RunEvent], Any]:
+    """One statement: advance `last_seq` (and set `updates`) if the run is not finished and still
+    held by `attempt`, insert the events under the new seqs, NOTIFY each. Rows come back only when
+    the run's row was updated."""
+    sets, params = ["last_seq = r.last_seq + %s"], [len(events)]
+    for name, value in updates.items():
+        field = Run._meta.get_field(name)
+        sets.append(f"{field.column} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    for name, value in increments.items():
+        column = Run._meta.get_field(name).column
+        sets.append(f"{column} = r.{column} + %s")
+        params.append(value)
+    fence, fence_params = ("AND r.attempt = %s", [attempt]) if attempt is not None else ("", [])
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH r AS (UPDATE {Run._meta.db_table} r SET {', '.join(sets)} "
+            f"WHERE r.id = %s AND NOT (r.status = ANY(%s)) {fence} RETURNING r.id, r.last_seq, r.trace_id, r.org_id), "
+            f"e AS (INSERT INTO {RunEvent._meta.db_table} (run_id, seq, type, data, created_at) "
+            "SELECT r.id, r.last_seq - %s + x.n, x.type, x.data || jsonb_build_object('trace_id', r.trace_id), %s "
+            "FROM r, unnest(%s::text[], %s::jsonb[]) WITH ORDINALITY AS x(type, data, n) RETURNING id, seq, type) "
+            f"SELECT e.id, e.seq, r.trace_id, r.org_id, {notify.NOTIFY_EACH.format(run='r.id', event='e')} "
+            "FROM e, r ORDER BY e.seq",
+            [*params, run_id, _TERMINAL, *fence_params, len(events), now, [type for type, _ in events],
+             [json.dumps(data) for _, data in events], *notify.notify_each_params()])
+        rows = cursor.fetchall()
+    if not rows:
+        raise EventRejected(_why_rejected(run_id, attempt))
+    notify.hooks_after_commit([(run_id, row[1], type) for row, (type, _) in zip(rows, events, strict=True)])
+    trace_id, org_id = rows[0][2], rows[0][3]
+    appended = [RunEvent(id=pk, run_id=run_id, seq=seq, type=type, data={**data, "trace_id": trace_id},
+                         created_at=now)
+                for (pk, seq, *_), (type, data) in zip(rows, events, strict=True)]
+    return appended, org_id
 
 
 def event_append_started(*, run: Run, data: dict) -> RunEvent:

@@ -47,6 +47,16 @@ def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
+# The NOTIFYs of event rows a statement appends, as SELECT-list items: `{run}` and `{event}` name
+# the run id and the event row (with `seq` and `type`) in that statement; `notify_each_params()`.
+NOTIFY_EACH = ("pg_notify(%s, {run}::text || ':' || {event}.seq), "
+               "CASE WHEN {event}.type = ANY(%s) THEN pg_notify(%s, {run}::text || ':' || {event}.type) END")
+
+
+def notify_each_params() -> list[Any]:
+    return [EVENTS_CHANNEL, sorted(WORK_EVENT_TYPES), WORK_CHANNEL]
+
+
 def notify_select(*, run_id: Any, seq: int, type: str) -> tuple[str, list[str]]:
     """The `pg_notify(…)` calls announcing one appended event (both wake-ups for work), as a SELECT
     list with its parameters: for a statement that appends the event and notifies at once."""
