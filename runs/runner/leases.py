@@ -21,9 +21,11 @@ from django.db.models import Count, F, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
+from personas.models import Route
 from personas.selectors import route_by_id
+from runs import notify
 from runs.events import event_append
-from runs.models import Run, RunStatus
+from runs.models import Run, RunEvent, RunStatus
 from runs.runner.context import route_selected_data
 
 RUNNABLE_STATUSES = (RunStatus.RUNNING, RunStatus.CANCELLING)
@@ -33,6 +35,7 @@ RELEASE = {"lease_owner": "", "lease_expires_at": None}
 # restarting it again: a run is restarted at most MAX_INTERRUPTIONS - 1 times, never in a loop.
 MAX_INTERRUPTIONS = 3
 _COLUMNS = ("id", "attempt", "lease_owner", "status", "last_seq", "route_id", "org_id")
+ROUTE_SELECTED = "run.route.selected"
 
 
 @dataclass
@@ -79,12 +82,7 @@ def fair_pick(*, now: Any, limit: int, held: Mapping[str, int], slots_per_org: i
     runner's slots. So a flooding org gets its share, and another org's run starts at the next
     free slot whatever the flood's age. Reads without locks: the claim then skips what another
     runner took meanwhile."""
-    queued = _oldest_runnable_per_org(now, per_org=min(limit, slots_per_org))
-    if not queued:
-        return []
-    executing = Counter(dict(
-        Run.objects.filter(org_id__in=queued, status__in=RUNNABLE_STATUSES, lease_expires_at__gte=now)
-        .exclude(lease_owner="").values("org_id").annotate(n=Count("id")).values_list("org_id", "n")))
+    queued, executing = _queued_and_executing(now, per_org=min(limit, slots_per_org))
     mine = Counter({str(org): count for org, count in held.items()})
     picked: list[str] = []
     while len(picked) < limit:
@@ -96,6 +94,37 @@ def fair_pick(*, now: Any, limit: int, held: Mapping[str, int], slots_per_org: i
         executing[org] += 1
         mine[str(org)] += 1
     return picked
+
+
+def _queued_and_executing(now: Any, *, per_org: int) -> tuple[dict[Any, deque[tuple[str, Any]]], Counter]:
+    """`{org_id: deque of (run_id, created_at)}`, each org's `per_org` oldest runnable runs, and
+    how many runs each of those orgs has executing (a live lease) — one query on PostgreSQL."""
+    if connection.vendor != "postgresql":
+        queued = _oldest_runnable_per_org(now, per_org=per_org)
+        executing = Counter(dict(
+            Run.objects.filter(org_id__in=queued, status__in=RUNNABLE_STATUSES, lease_expires_at__gte=now)
+            .exclude(lease_owner="").values("org_id").annotate(n=Count("id")).values_list("org_id", "n")))
+        return queued, executing
+    table, statuses = Run._meta.db_table, [str(status) for status in RUNNABLE_STATUSES]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH queued AS (SELECT id, org_id, created_at FROM (SELECT r.id, r.org_id, r.created_at, row_number() "
+            "OVER (PARTITION BY r.org_id ORDER BY r.created_at, r.id) AS rank "
+            f"FROM {table} r WHERE r.status = ANY(%s) AND (r.lease_owner = '' OR r.lease_expires_at < %s)) ranked "
+            "WHERE rank <= %s), "
+            f"executing AS (SELECT x.org_id, count(*) AS n FROM {table} x "
+            "WHERE x.org_id IN (SELECT org_id FROM queued) AND x.status = ANY(%s) AND x.lease_expires_at >= %s "
+            "AND x.lease_owner <> '' GROUP BY x.org_id) "
+            "SELECT q.id, q.org_id, q.created_at, coalesce(e.n, 0) FROM queued q "
+            "LEFT JOIN executing e ON e.org_id = q.org_id ORDER BY q.created_at, q.id",
+            [statuses, now, per_org, statuses, now])
+        rows = cursor.fetchall()
+    queued: dict[Any, deque[tuple[str, Any]]] = defaultdict(deque)
+    executing: Counter = Counter()
+    for pk, org_id, created_at, running in rows:
+        queued[org_id].append((str(pk), created_at))
+        executing[org_id] = running
+    return queued, executing
 
 
 def _oldest_runnable_per_org(now: Any, *, per_org: int) -> dict[Any, deque[tuple[str, Any]]]:
@@ -110,16 +139,34 @@ def _oldest_runnable_per_org(now: Any, *, per_org: int) -> dict[Any, deque[tuple
 
 
 def _claim_skip_locked(owner: str, picked: list[str], now: Any, expires: Any) -> list[Claim]:
-    with transaction.atomic():
-        rows = list(Run.objects.select_for_update(skip_locked=True).filter(_runnable(now), pk__in=picked)
-                    .values_list(*_COLUMNS))
-        if rows:
-            Run.objects.filter(pk__in=[row[0] for row in rows]).update(
-                attempt=F("attempt") + 1, lease_owner=owner, lease_expires_at=expires)
-        rows.sort(key=lambda row: picked.index(str(row[0])))
-        claims = [_claim(row) for row in rows]
-        _announce_routes(rows)
-    return claims
+    """PostgreSQL, one statement: lock the picked runs still runnable (skipping those another
+    runner holds locked), take their leases, and write `run.route.selected` for the fresh ones
+    (`_announce_routes`' rule, the route read in the same statement) with its NOTIFY."""
+    table, statuses = Run._meta.db_table, [str(status) for status in RUNNABLE_STATUSES]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH locked AS (SELECT {', '.join(f'r.{c}' for c in _COLUMNS)} FROM {table} r "
+            "WHERE r.id = ANY(%s::uuid[]) AND r.status = ANY(%s) AND (r.lease_owner = '' OR r.lease_expires_at < %s) "
+            "FOR UPDATE SKIP LOCKED), "
+            "fresh AS (SELECT l.id, route.model, jsonb_build_object('route_id', route.id, 'provider', route.provider, "
+            f"'model', route.model) AS data FROM locked l JOIN {Route._meta.db_table} route ON route.id = l.route_id "
+            "WHERE l.last_seq = 1 AND l.status = %s), "
+            f"claimed AS (UPDATE {table} r SET attempt = r.attempt + 1, lease_owner = %s, lease_expires_at = %s, "
+            "last_seq = r.last_seq + (f.id IS NOT NULL)::int, model = coalesce(f.model, r.model) "
+            "FROM locked l LEFT JOIN fresh f ON f.id = l.id WHERE r.id = l.id "
+            "RETURNING r.id, r.last_seq, r.trace_id, f.data), "
+            f"announced AS (INSERT INTO {RunEvent._meta.db_table} (run_id, seq, type, data, created_at) "
+            "SELECT c.id, c.last_seq, %s, c.data || jsonb_build_object('trace_id', c.trace_id), %s "
+            "FROM claimed c WHERE c.data IS NOT NULL RETURNING run_id, seq, type), "
+            f"notified AS (SELECT {notify.NOTIFY_EACH.format(run='a.run_id', event='a')} FROM announced a) "
+            f"SELECT {', '.join(f'l.{c}' for c in _COLUMNS)}, c.data IS NOT NULL, (SELECT count(*) FROM notified) "
+            "FROM locked l JOIN claimed c ON c.id = l.id",
+            [picked, statuses, now, RunStatus.RUNNING.value, owner, expires, ROUTE_SELECTED, now,
+             *notify.notify_each_params()])
+        rows = cursor.fetchall()
+    rows.sort(key=lambda row: picked.index(str(row[0])))
+    notify.hooks_after_commit([(row[0], 2, ROUTE_SELECTED) for row in rows if row[-2]])
+    return [_claim(row[:-2]) for row in rows]
 
 
 def _claim_conditional(owner: str, picked: list[str], now: Any, expires: Any) -> list[Claim]:
@@ -142,14 +189,15 @@ def _claim(row: tuple) -> Claim:
 
 
 def _announce_routes(rows: list[tuple]) -> None:
-    """`run.route.selected` for fresh runs right at the claim: the first thing a client sees, sooner."""
+    """`run.route.selected` for fresh runs right at the claim: the first thing a client sees, sooner.
+    (SQLite; on PostgreSQL the claim statement does the same.)"""
     fresh = [(pk, attempt + 1, route_id) for pk, attempt, _, status, last_seq, route_id, _ in rows
              if last_seq == 1 and status == RunStatus.RUNNING and route_id]
     routes = {route_id: route for route_id in {route_id for *_, route_id in fresh}
               if (route := route_by_id(route_id)) is not None}
     for pk, attempt, route_id in fresh:
         if route_id in routes:
-            event_append(run_id=pk, type="run.route.selected", data=route_selected_data(routes[route_id]),
+            event_append(run_id=pk, type=ROUTE_SELECTED, data=route_selected_data(routes[route_id]),
                          attempt=attempt, fields={"model": routes[route_id].model})
 
 
