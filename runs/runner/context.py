@@ -3,15 +3,19 @@ servers, and as much of the conversation as its route's context window can take.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db import connection
+from django.db.models import Q, QuerySet
 from django.db.models.functions import Length
 from django.utils import timezone
 
+from arkloop.rows import model_from_row, select_columns
 from mcp_servers.config import ServerConfig
+from mcp_servers.models import McpServer
 from mcp_servers.selectors import mcp_server_configs
 from personas.models import Persona, Route
 from personas.selectors import persona_memoized, route_by_id
@@ -60,8 +64,7 @@ class ContextProblem(Exception):
 
 
 def context_load(run_id: Any) -> RunContext:
-    run = Run.objects.get(pk=run_id)
-    events = list(RunEvent.objects.filter(run_id=run_id).order_by("seq").values_list("type", "data", "created_at"))
+    run, events, has_mcp_servers = _run_and_log(run_id)
     log = log_replay([(type, data) for type, data, _ in events])
     budget = Budget(limits=run.limits or platform_limits(), spent_seconds=_seconds_running(run, events))
     try:
@@ -73,9 +76,32 @@ def context_load(run_id: Any) -> RunContext:
     room = input_budget(context_window=routes[0].context_window, max_tokens=persona.max_output_tokens,
                         system_prompt=persona.system_prompt, tools=tool_specs(persona.tools))
     conversation, older = conversation_load(run, max_tokens=room)
-    servers = mcp_server_configs(org_id=run.org_id) if _may_call_mcp(persona.tools) else []
+    servers = mcp_server_configs(org_id=run.org_id) if has_mcp_servers and _may_call_mcp(persona.tools) else []
     return RunContext(run=run, persona=persona, routes=routes, conversation=conversation, log=log, budget=budget,
                       older_messages=older, mcp_servers=servers)
+
+
+def _run_and_log(run_id: Any) -> tuple[Run, list[tuple[str, dict, dt.datetime]], bool]:
+    """The run, its events `(type, data, created_at)` in seq order, and whether its org may have MCP
+    servers — on PostgreSQL in one query (the log as one JSON array) that also tells whether it has
+    any; elsewhere the ORM's two queries, and the servers are looked up as ever."""
+    if connection.vendor != "postgresql":
+        run = Run.objects.get(pk=run_id)
+        events = RunEvent.objects.filter(run_id=run_id).order_by("seq").values_list("type", "data", "created_at")
+        return run, list(events), True
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {select_columns(Run, alias='r')}, "
+            f"(SELECT coalesce(json_agg(json_build_array(e.type, e.data, e.created_at) ORDER BY e.seq), '[]')::text "
+            f"FROM {RunEvent._meta.db_table} e WHERE e.run_id = r.id), "
+            f"EXISTS (SELECT 1 FROM {McpServer._meta.db_table} s WHERE s.org_id = r.org_id) "
+            f"FROM {Run._meta.db_table} r WHERE r.id = %s", [run_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise Run.DoesNotExist(run_id)
+    *columns, events, has_mcp_servers = row
+    return model_from_row(Run, columns), [(type, data, dt.datetime.fromisoformat(at))
+                                          for type, data, at in json.loads(events)], has_mcp_servers
 
 
 def _seconds_running(run: Run, events: list[tuple[str, dict, dt.datetime]]) -> float:
@@ -130,10 +156,12 @@ def conversation_load(run: Run, *, max_tokens: int) -> tuple[list[Entry], int]:
     estimated tokens fit in `max_tokens`, oldest first, and how many older ones were left out.
 
     Sizes are read newest first a page at a time and contents only for the messages kept, so a
-    thread of any length costs what the window can take. The newest message is always kept.
+    thread of any length costs what the window can take. The newest message is always kept. On
+    PostgreSQL a thread whose window is decided within the first page takes one query.
     """
-    visible = (Message.objects.filter(thread_id=run.thread_id, hidden_at__isnull=True, created_at__lte=run.created_at)
-               .exclude(run_id=run.pk))
+    if connection.vendor == "postgresql" and (found := _first_page_postgres(run, max_tokens=max_tokens)):
+        return found
+    visible = _visible_messages(run)
     used, cursor, full = 0, None, False
     while not full:
         page = visible if cursor is None else visible.filter(_before(cursor))
@@ -152,6 +180,35 @@ def conversation_load(run: Run, *, max_tokens: int) -> tuple[list[Entry], int]:
     older = visible.filter(_before(cursor)).count() if full else 0
     kept = visible.exclude(_before(cursor)).order_by("created_at", "id").values_list("role", "content")
     return [Entry(role=role, content=content) for role, content in kept], older
+
+
+def _visible_messages(run: Run) -> QuerySet[Message]:
+    return (Message.objects.filter(thread_id=run.thread_id, hidden_at__isnull=True, created_at__lte=run.created_at)
+            .exclude(run_id=run.pk))
+
+
+def _first_page_postgres(run: Run, *, max_tokens: int) -> tuple[list[Entry], int] | None:
+    """`conversation_load`'s first page in one query: the newest PAGE messages' estimated tokens
+    summed newest first, contents only for those kept. None when all PAGE of them fit (the
+    window may take older ones: the paged reading decides)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT role, CASE WHEN n = 1 OR used <= %s THEN content END, n = 1 OR used <= %s FROM ("
+            "SELECT p.*, sum(%s + p.size / %s + 1) OVER w AS used, row_number() OVER w AS n FROM ("
+            f"SELECT m.created_at, m.id, m.role, m.content, length(m.content) AS size FROM {Message._meta.db_table} m "
+            "WHERE m.thread_id = %s AND m.hidden_at IS NULL AND m.created_at <= %s "
+            "AND (m.run_id IS NULL OR m.run_id <> %s) ORDER BY m.created_at DESC, m.id DESC LIMIT %s) p "
+            "WINDOW w AS (ORDER BY p.created_at DESC, p.id DESC)) s ORDER BY created_at, id",
+            [max_tokens, max_tokens, MESSAGE_OVERHEAD_TOKENS, CHARS_PER_TOKEN, run.thread_id, run.created_at, run.pk,
+             PAGE])
+        rows = cursor.fetchall()
+    kept = [Entry(role=role, content=content) for role, content, keep in rows if keep]
+    if len(rows) == PAGE and len(kept) == PAGE:
+        return None
+    older = len(rows) - len(kept)
+    if older:  # the window is full: every older visible message counts too
+        older = _visible_messages(run).count() - len(kept)
+    return kept, older
 
 
 def _before(cursor: tuple[dt.datetime, Any]) -> Q:
