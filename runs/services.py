@@ -23,7 +23,7 @@ from arkloop.tracing import current_trace_id
 from personas.models import Persona, Route
 from personas.selectors import persona_resolve, route_resolve
 from runs import notify
-from runs.events import event_append, event_append_started
+from runs.events import event_append, event_append_started, events_append
 from runs.limits import Limits, LimitsInvalid, limits_check_lower, limits_effective, platform_limits
 from runs.models import ACTIVE_STATUSES, Run, RunEvent, RunStatus
 from runs.runner.costs import cost_number, credits_for
@@ -313,19 +313,22 @@ def _inherited_limits(previous: Run, *, persona_id: str | None, org_id: object) 
 
 @transaction.atomic
 def run_complete(*, run_id: Any, attempt: int, thread_id: Any, reply: str, usage: dict[str, int],
-                 cost: Decimal) -> Message:
+                 cost: Decimal, turn: dict | None = None) -> Message:
     """A run's success: the assistant message, the run's totals and `run.completed`, in one transaction.
 
+    `turn`: the data of the final turn's `llm.turn.completed` when it is not written yet; it then
+    comes right before `run.completed` (the loop commits a final turn with its completion).
     Fenced by the runner's `attempt` (EventRejected when its lease was taken over, and then nothing
     is written). The reply is model output, so it is stored cleaned like every event (arkloop.text).
     """
-    message = message_create(thread=Thread.objects.get(pk=thread_id), content=text_clean(reply),
-                             role=Message.Role.ASSISTANT, run_id=run_id)
+    message = message_create(thread=Thread(pk=thread_id), content=text_clean(reply), role=Message.Role.ASSISTANT,
+                             run_id=run_id)
     credits = credits_for(cost)
-    event_append(run_id=run_id, type="run.completed", attempt=attempt,
-                 data={"usage": usage, "total_cost_usd": cost_number(cost), "credits_used": credits,
-                       "message_id": str(message.pk)},
-                 fields={"total_input_tokens": usage["input_tokens"], "total_output_tokens": usage["output_tokens"],
-                         "total_cached_input_tokens": usage["cached_input_tokens"], "total_cost_usd": cost,
-                         "credits_used": credits})
+    completed = {"usage": usage, "total_cost_usd": cost_number(cost), "credits_used": credits,
+                 "message_id": str(message.pk)}
+    events_append(run_id=run_id, attempt=attempt,
+                  events=[*([("llm.turn.completed", turn)] if turn is not None else []), ("run.completed", completed)],
+                  fields={"total_input_tokens": usage["input_tokens"], "total_output_tokens": usage["output_tokens"],
+                          "total_cached_input_tokens": usage["cached_input_tokens"], "total_cost_usd": cost,
+                          "credits_used": credits})
     return message

@@ -26,11 +26,19 @@ def thread_delete(*, thread: Thread) -> None:
     Thread.objects.filter(pk=thread.pk, deleted_at__isnull=True).update(deleted_at=timezone.now())
 
 
-@transaction.atomic
 def message_create(*, thread: Thread, content: str, role: str = Message.Role.USER, run_id=None) -> Message:
-    """Add a message to a thread. Posting a message never starts a run."""
-    message = Message.objects.create(thread=thread, role=role, content=content, run_id=run_id)
-    Thread.objects.filter(pk=thread.pk).update(updated_at=timezone.now())
+    """Add a message to a thread and touch the thread's `updated_at`. Posting a message never starts a run.
+
+    On PostgreSQL one statement (`_message_insert`); elsewhere a transaction of two.
+    """
+    message = Message(thread_id=thread.pk, role=role, content=content, run_id=run_id)
+    if connection.vendor == "postgresql":
+        if not _message_insert(message):
+            raise ThreadNotFound()
+        return message
+    with transaction.atomic():
+        message.save(force_insert=True)
+        Thread.objects.filter(pk=thread.pk).update(updated_at=message.created_at)
     return message
 
 
@@ -45,15 +53,21 @@ def message_post(*, principal: Principal, thread_id: object, content: str) -> Me
     if connection.vendor != "postgresql":
         return message_create(thread=access_thread(principal=principal, thread_id=pk), content=content)
     message = Message(thread_id=pk, role=Message.Role.USER, content=content)
+    visible, params = visible_sql(principal, alias="t")
+    if not _message_insert(message, condition=f"t.deleted_at IS NULL AND {visible}", params=params):
+        raise ThreadNotFound()
+    return message
+
+
+def _message_insert(message: Message, *, condition: str = "TRUE", params: list | None = None) -> bool:
+    """PostgreSQL: touch the message's thread (alias `t`) if it matches `condition`, and insert the
+    message if it did — one statement. False when no thread matched (nothing written)."""
     values = insert_params(message)  # sets created_at (auto_now_add)
-    visible, visible_params = visible_sql(principal, alias="t")
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH touched AS (UPDATE {Thread._meta.db_table} t SET updated_at = %s "
-            f"WHERE t.id = %s AND t.deleted_at IS NULL AND {visible} RETURNING t.id) "
+            f"WHERE t.id = %s AND {condition} RETURNING t.id) "
             f"INSERT INTO {Message._meta.db_table} ({insert_columns(Message)}) "
             f"SELECT {', '.join(['%s'] * len(values))} FROM touched RETURNING 1",
-            [message.created_at, pk, *visible_params, *values])
-        if cursor.fetchone() is None:
-            raise ThreadNotFound()
-    return message
+            [message.created_at, message.thread_id, *(params or []), *values])
+        return cursor.fetchone() is not None

@@ -15,13 +15,12 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from django.db.models import F
 from django.utils import timezone
 
 from arkloop.db_threads import DbThreads
 from arkloop.tracing import set_trace_id
 from personas.models import Route
-from runs.events import event_append
+from runs.events import events_append
 from runs.models import RunStatus
 from runs.runner import costs, telemetry
 from runs.runner.budget import Exceeded
@@ -57,6 +56,9 @@ class AgentLoop:
         self.writer = writer
         self.ctx: RunContext | None = None
         self.toolbox: Toolbox | None = None
+        # A final turn's `llm.turn.completed` data and the totals it adds, held for the run's next
+        # write (its completion, or whatever ends the run first) and written in the same statement.
+        self._final_turn: tuple[dict[str, Any], dict[str, Any]] | None = None
 
     async def execute(self) -> Outcome:
         """Run until an outcome: completed, failed, waiting or cancelled."""
@@ -93,6 +95,9 @@ class AgentLoop:
         except TimeoutError:
             if not scope.expired():  # not ours: some call's own timeout
                 raise
+            # A final turn held for the completion was not committed in time: it stays partial, as
+            # when the timeout interrupts a turn's own commit (unlike a cancel, which records it).
+            self._final_turn = None
             return await self._over_budget(self.ctx.budget.timed_out())
 
     @property
@@ -192,7 +197,11 @@ class AgentLoop:
         self.ctx.log.route_id = route.pk
 
     async def _commit_turn(self, output: TurnOutput) -> Turn:
-        """Write the turn's tool calls, then `llm.turn.completed` (the commit point) with its cost."""
+        """Write the turn's tool calls, then `llm.turn.completed` (the commit point) with its cost.
+
+        A final turn (no tool call, no question) is committed with the run's next write instead —
+        its completion, or whatever ends the run first — in the same statement: one write less.
+        """
         turn = Turn(text=output.text, ask=output.ask)
         for call in output.calls:
             call.id = call.id or f"call_{len(self.ctx.log.turns)}_{len(turn.calls)}"
@@ -201,12 +210,13 @@ class AgentLoop:
                                {"tool_call_id": call.id, "tool_name": call.name, "arguments": call.arguments})
         usage, cost = output.usage, costs.turn_cost(output.usage, output.route)
         telemetry.turn_completed(route=output.route, usage=usage, cost=cost)
-        await self._append("llm.turn.completed", {"usage": usage.as_dict(), "cost_usd": costs.cost_number(cost)},
-                           fields={"total_input_tokens": F("total_input_tokens") + usage.input_tokens,
-                                   "total_output_tokens": F("total_output_tokens") + usage.output_tokens,
-                                   "total_cached_input_tokens": F("total_cached_input_tokens")
-                                   + usage.cached_input_tokens,
-                                   "total_cost_usd": F("total_cost_usd") + cost})
+        data = {"usage": usage.as_dict(), "cost_usd": costs.cost_number(cost)}
+        totals = {"total_input_tokens": usage.input_tokens, "total_output_tokens": usage.output_tokens,
+                  "total_cached_input_tokens": usage.cached_input_tokens, "total_cost_usd": cost}
+        if turn.is_final:
+            self._final_turn = (data, totals)
+        else:
+            await self._append("llm.turn.completed", data, increments=totals)
         log = self.ctx.log
         log.turns.append(turn)
         for name in ("input_tokens", "output_tokens", "cached_input_tokens"):
@@ -286,10 +296,12 @@ class AgentLoop:
         return Outcome.WAITING
 
     async def _complete(self) -> Outcome:
-        await self.writer.flush(self.claim.run_id, self.claim.attempt)
-        log = self.ctx.log
+        await self._flush()
+        log, turn = self.ctx.log, self._final_turn
         await self.db.call(run_complete, run_id=self.claim.run_id, attempt=self.claim.attempt,
-                           thread_id=self.ctx.run.thread_id, reply=log.reply, usage=log.usage.as_dict(), cost=log.cost)
+                           thread_id=self.ctx.run.thread_id, reply=log.reply, usage=log.usage.as_dict(), cost=log.cost,
+                           turn=turn[0] if turn is not None else None)
+        self._final_turn = None  # only once written: a failure's run.failed (or a cancel) carries it
         telemetry.run_finished(status="completed")
         return Outcome.COMPLETED
 
@@ -308,10 +320,37 @@ class AgentLoop:
         return Outcome.CANCELLED
 
     async def _append(self, type: str, data: dict[str, Any], **kwargs: Any) -> None:
-        """Write one event after the run's queued ones (keeps the order), fenced by our attempt."""
-        await self.writer.flush(self.claim.run_id, self.claim.attempt)
-        await self.db.call(event_append, run_id=self.claim.run_id, type=type, data=data,
-                           attempt=self.claim.attempt, **kwargs)
+        """Write one event after the run's queued ones (keeps the order), fenced by our attempt; a
+        final turn not written yet comes first (its totals were added to the log's already)."""
+        await self._flush()
+        events = [(type, data)]
+        if self._final_turn is not None:
+            turn, totals = self._final_turn
+            events.insert(0, ("llm.turn.completed", turn))
+            kwargs["increments"] = {**totals, **kwargs.get("increments", {})}
+        await self.db.call(events_append, run_id=self.claim.run_id, events=events, attempt=self.claim.attempt, **kwargs)
+        self._final_turn = None
+
+    async def write_pending(self) -> None:
+        """Write a final turn held for the run's completion, alone: before a release at shutdown, so
+        the next claim finds the turn committed (as if it had been written at once) and does not
+        call the model again."""
+        if self._final_turn is not None:
+            await self._flush()
+            turn, totals = self._final_turn
+            await self.db.call(events_append, run_id=self.claim.run_id, events=[("llm.turn.completed", turn)],
+                               attempt=self.claim.attempt, increments=totals)
+            self._final_turn = None
+
+    async def _flush(self) -> None:
+        """Wait until the run's queued events are committed. If one failed, a final turn held back
+        is dropped with them — its commit must not outlive its deltas — and stays partial, as the
+        log fold (state.py) has a turn without `llm.turn.completed`."""
+        try:
+            await self.writer.flush(self.claim.run_id, self.claim.attempt)
+        except Exception:
+            self._final_turn = None
+            raise
 
 
 class _Finished(Exception):

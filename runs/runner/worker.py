@@ -263,6 +263,7 @@ class Worker:
                 case StopReason.CANCEL:
                     return await agent.cancel("cancel_requested"), ""
                 case StopReason.SHUTDOWN:
+                    await self._write_pending(agent)
                     return await self._release(handle)
                 case StopReason.DB_ERROR:
                     return await self._restart(handle, agent)
@@ -271,6 +272,17 @@ class Worker:
         except EventRejected as exc:
             return Outcome.ABANDONED, exc.reason
         return Outcome.ABANDONED, "lease_lost"
+
+    async def _write_pending(self, agent: AgentLoop) -> None:
+        """A final turn the loop holds for the run's completion is written before a release; if that
+        fails (its deltas or the write), it stays partial and the next claim redoes it, as after any
+        lost write. A refusal (lease lost, run finished) is the caller's: no release then."""
+        try:
+            await agent.write_pending()
+        except EventRejected:
+            raise
+        except Exception as exc:
+            log.warning("run %s: its final turn could not be written before the release (%s)", agent.claim.run_id, exc)
 
     async def _restart(self, handle: _Handle, agent: AgentLoop) -> tuple[Outcome, str]:
         """The database failed the run (its writes may be lost): an interruption. Give it back with
