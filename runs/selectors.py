@@ -94,9 +94,8 @@ def runs_oldest_unclaimed_age_seconds() -> float:
     """How long the oldest run waiting for a runner has waited; 0 when none waits.
 
     Waiting: `running` with no live lease. It waits since its creation when no runner ever claimed
-    it, since its lease expired when its runner died. (A run given back on a runner's shutdown, or
-    resumed after input, has neither time stored and is left out: it is normally claimed again
-    within a poll.)
+    it; else since its lease expired (its runner died) or since it was given back — released on a
+    runner's shutdown, reaped, or answered after waiting for input (`leases.released`).
     """
     now = timezone.now()
     since = Case(When(attempt=0, then=F("created_at")), default=F("lease_expires_at"))

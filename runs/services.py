@@ -253,7 +253,7 @@ def run_input_provide(*, run: Run, content: str) -> None:
     if locked is None or locked.status != RunStatus.WAITING_FOR_INPUT:
         raise Conflict("runs.not_waiting_for_input", "the run is not waiting for input")
     event_append(run_id=locked.pk, type="run.input_provided", data={"content": content},
-                 status=RunStatus.RUNNING, fields={"waiting_since": None})
+                 status=RunStatus.RUNNING, fields={"waiting_since": None, "lease_expires_at": timezone.now()})
 
 
 def _last_turn_answer(thread: Thread) -> tuple[Message, list[Message]]:

@@ -29,8 +29,15 @@ from runs.models import Run, RunEvent, RunStatus
 from runs.runner.context import route_selected_data
 
 RUNNABLE_STATUSES = (RunStatus.RUNNING, RunStatus.CANCELLING)
-# The lease columns as a run nobody holds has them (waiting for input, released, finished).
-RELEASE = {"lease_owner": "", "lease_expires_at": None}
+
+
+def released() -> dict[str, Any]:
+    """The lease columns of a run given back (released, reaped, parked for input): nobody holds it,
+    and `lease_expires_at` says since when — how long a runnable run has waited for a runner
+    (`runs.selectors.runs_oldest_unclaimed_age_seconds`). A finished run has no lease at all."""
+    return {"lease_owner": "", "lease_expires_at": timezone.now()}
+
+
 # The third interruption of a run (its runner lost, or its writes lost) fails it instead of
 # restarting it again: a run is restarted at most MAX_INTERRUPTIONS - 1 times, never in a loop.
 MAX_INTERRUPTIONS = 3
@@ -221,9 +228,9 @@ def lease_release(*, run_id: str, attempt: int, owner: str, restart_reason: str 
     marks a restart only if the run had output in flight.
     """
     if restart_reason is None:
-        return Run.objects.filter(pk=run_id, attempt=attempt, lease_owner=owner).update(**RELEASE) == 1
+        return Run.objects.filter(pk=run_id, attempt=attempt, lease_owner=owner).update(**released()) == 1
     with transaction.atomic():
-        if Run.objects.filter(pk=run_id, attempt=attempt, lease_owner=owner).update(**RELEASE) != 1:
+        if Run.objects.filter(pk=run_id, attempt=attempt, lease_owner=owner).update(**released()) != 1:
             return False
         event_append(run_id=run_id, type="run.restarted", attempt=attempt,
                      data={"attempt": attempt + 1, "reason": restart_reason})

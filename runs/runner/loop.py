@@ -25,7 +25,7 @@ from runs.models import RunStatus
 from runs.runner import costs, telemetry
 from runs.runner.budget import Exceeded
 from runs.runner.context import RunContext, context_load, route_selected_data
-from runs.runner.leases import MAX_INTERRUPTIONS, RELEASE, Claim, interruption_ends_run
+from runs.runner.leases import MAX_INTERRUPTIONS, Claim, interruption_ends_run, released
 from runs.runner.providers.base import Entry, ProviderError, TextDelta, ToolCall, TurnRequest
 from runs.runner.retry import TurnCaller, TurnOutput
 from runs.runner.state import CallState, RestartReason, Turn
@@ -292,7 +292,7 @@ class AgentLoop:
     async def _wait(self, data: dict[str, Any]) -> Outcome:
         """Hand the run to the user: status waiting_for_input, lease released, nothing held."""
         await self._append("run.waiting_for_input", data, status=RunStatus.WAITING_FOR_INPUT,
-                           fields={**RELEASE, "waiting_since": timezone.now()})
+                           fields={**released(), "waiting_since": timezone.now()})
         return Outcome.WAITING
 
     async def _complete(self) -> Outcome:

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from runs.events import EventRejected, event_append
 from runs.models import Run, RunEvent, RunStatus
-from runs.runner.leases import MAX_INTERRUPTIONS, RELEASE, RUNNABLE_STATUSES, interruption_ends_run
+from runs.runner.leases import MAX_INTERRUPTIONS, RUNNABLE_STATUSES, interruption_ends_run, released
 from runs.runner.state import RestartReason
 
 BATCH = 100
@@ -49,7 +49,7 @@ def runs_reap_expired_leases(*, now: Any = None) -> list[str]:
     reaped = []
     for pk, attempt, status in list(expired.values_list("id", "attempt", "status")[:BATCH]):
         with transaction.atomic():
-            if expired.filter(pk=pk, attempt=attempt).update(attempt=attempt + 1, **RELEASE) != 1:
+            if expired.filter(pk=pk, attempt=attempt).update(attempt=attempt + 1, **released()) != 1:
                 continue
             _reap(pk, attempt + 1, status)
             reaped.append(str(pk))

@@ -14,11 +14,15 @@ from django.utils import timezone
 
 from arkloop.metrics import UNMATCHED, route_label
 from runs.models import Run
+from runs.runner.leases import lease_release
+from runs.runner.recovery import runs_reap_expired_leases
+from runs.services import run_input_provide
 from runs.runner.telemetry import tool_label
 from runs.stream.asgi import STREAM_ROUTE
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.ops.scrape import parse, scrape
 from tests.runner.processes import RunnerProcess, wait_until
+from tests.runs.stories import hold, park_for_input
 from tests.servers import DaphneServer, free_port
 from tests.stream.sse_client import events_url, read_all
 
@@ -97,6 +101,36 @@ def test_database_gauges_read_active_runs_and_the_oldest_unclaimed(alice, anonym
     # Its runner died: it waits again, since its lease expired.
     Run.objects.filter(pk=run_id).update(lease_expires_at=timezone.now() - dt.timedelta(seconds=30))
     assert 30 <= local_scrape(anonymous).value("arkloop_runs_oldest_unclaimed_age_seconds") < 600
+
+
+def test_a_run_given_back_waits_since_it_was_given_back(alice, anonymous, monkeypatch):
+    """Released at a runner's shutdown, reaped, or answered after waiting for input: the gauge counts
+    the run's wait from that moment (an outage of every runner after a deploy still shows)."""
+    def oldest() -> float:
+        return local_scrape(anonymous).value("arkloop_runs_oldest_unclaimed_age_seconds")
+
+    def at(seconds_ago: float) -> None:
+        monkeypatch.setattr(timezone, "now", lambda: real_now() - dt.timedelta(seconds=seconds_ago))
+
+    real_now = timezone.now
+    _, run_id = create_run(alice, "hello")
+    Run.objects.filter(pk=run_id).update(attempt=1, lease_owner="runner-1",
+                                         lease_expires_at=real_now() + dt.timedelta(seconds=60))
+    at(300)
+    assert lease_release(run_id=run_id, attempt=1, owner="runner-1")
+    monkeypatch.setattr(timezone, "now", real_now)
+    assert 300 <= oldest() < 400
+
+    hold(run_id, seconds=-1)  # claimed again; its runner died, and the lease is reaped now
+    assert runs_reap_expired_leases() == [run_id]
+    assert 0 <= oldest() < 100  # reaped just now
+
+    park_for_input(run_id)
+    assert oldest() == 0  # waiting for the user, not for a runner
+    at(120)
+    run_input_provide(run=Run.objects.get(pk=run_id), content="yes")
+    monkeypatch.setattr(timezone, "now", real_now)
+    assert 120 <= oldest() < 200
 
 
 def test_metrics_text_declares_the_types(anonymous, db):

@@ -113,8 +113,8 @@ def test_ask_waits_for_input_holding_nothing_then_answers_it(alice):
     _, run_id = start(alice, stub(ask="What is your name?"))
     run_once()
     waiting = run(run_id)
-    assert waiting.status == "waiting_for_input" and waiting.lease_owner == "" and waiting.lease_expires_at is None
-    assert waiting.waiting_since is not None
+    assert waiting.status == "waiting_for_input" and waiting.lease_owner == ""
+    assert waiting.waiting_since is not None and waiting.lease_expires_at <= waiting.waiting_since
     [question] = of_type(run_id, "run.waiting_for_input")
     assert question["kind"] == "question" and question["prompt"] == "What is your name?"
     provide_input(alice, run_id, "Ada")
