@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from runs.models import RunEvent
-from tests.runner.processes import RunnerProcess
+from tests.runner.processes import RunnerProcess, wait_until
 from tests.servers import DaphneServer
 from tests.stream.sse_client import events_url, read_all
 
@@ -55,6 +55,10 @@ def test_runs_created_on_one_server_stream_completely_from_the_other(cluster, al
         reply = "".join(f.data["data"]["content"] for f in frames if f.event == "message.delta")
         assert reply == text
         assert RunEvent.objects.filter(run_id=run_id, type="run.started").count() == 1
-    logs = runners[0].log() + runners[1].log()
+    # A runner logs a run's outcome after its commit, which streams may deliver first.
+    def logs() -> str:
+        return runners[0].log() + runners[1].log()
+
+    wait_until(lambda: all(f"run {run_id} completed" in logs() for run_id in texts), what="the runners' logs")
     for run_id in texts:
-        assert logs.count(f"run {run_id} completed") == 1, "each run executes exactly once"
+        assert logs().count(f"run {run_id} completed") == 1, "each run executes exactly once"
