@@ -38,8 +38,11 @@ CANCEL_RUNS = 20
 
 
 def run(database_url: str) -> str:
+    # Every run is one org's: this measures the runner's capacity, so that org may use every slot
+    # (fair share between orgs is bench_noisy's subject).
     return run_in_own_database(database_url, module="benchmarks.bench_runner",
-                               ARKLOOP_MAX_CONCURRENT_RUNS_PER_ORG="0", LOG_LEVEL="WARNING")
+                               ARKLOOP_MAX_CONCURRENT_RUNS_PER_ORG="0", LOG_LEVEL="WARNING",
+                               ARKLOOP_RUNNER_SLOTS_PER_ORG=str(STREAMING_RUNS))
 
 
 # ---------------------------------------------------------------- the worker (own database)
@@ -156,14 +159,16 @@ def bench_cancel(principal, thread_with) -> list[float]:
     runner = Runner("--concurrency", "32")
     time.sleep(4)
     script = stub(reply="x " * 200, chunks=200, delay_ms=DELTA_MS)
-    runs = [run_create(principal=principal, thread=thread_with(script)) for _ in range(CANCEL_RUNS)]
-    wait_for(lambda: RunEvent.objects.filter(run__in=runs, type="message.delta").values("run").distinct().count()
-             == CANCEL_RUNS)
-    for run in runs:
-        run_cancel(run=run)
-        time.sleep(0.1)
-    wait_for(lambda: Run.objects.filter(pk__in=[r.pk for r in runs], status="cancelled").count() == CANCEL_RUNS)
-    runner.stop()
+    try:
+        runs = [run_create(principal=principal, thread=thread_with(script)) for _ in range(CANCEL_RUNS)]
+        wait_for(lambda: RunEvent.objects.filter(run__in=runs, type="message.delta").values("run").distinct()
+                 .count() == CANCEL_RUNS)
+        for run in runs:
+            run_cancel(run=run)
+            time.sleep(0.1)
+        wait_for(lambda: Run.objects.filter(pk__in=[r.pk for r in runs], status="cancelled").count() == CANCEL_RUNS)
+    finally:
+        runner.stop()  # also when the benchmark fails: an orphan runner would hold the report's pipe open
     stamps: dict = {}
     for run_id, type, at in RunEvent.objects.filter(run__in=runs, type__in=["run.cancel_requested", "run.cancelled"]) \
             .values_list("run_id", "type", "created_at"):

@@ -76,14 +76,19 @@ def main(argv: list[str]) -> int:
     os.environ["BENCH_QUICK"] = "1" if args.quick else ""
     database_url = os.environ.get("DATABASE_URL", "")
     order = discover([])
-    sections = {}
+    sections, failed = {}, []
     for name in discover(args.modules):
         module = importlib.import_module(f"benchmarks.{name}")
         if not wanted(module, name, only):
             continue
         print(f"== {module.TITLE}", file=sys.stderr, flush=True)
         started = time.monotonic()
-        body = module.run(database_url)
+        try:
+            body = module.run(database_url)
+        except Exception as exc:  # the others still run and are written; this section keeps its old date
+            print(f"!! {name} failed: {exc}", file=sys.stderr, flush=True)
+            failed.append(name)
+            continue
         sections[name] = (f"## {module.TITLE}\n\n{body.strip()}\n\n"
                           f"_({datetime.date.today()}, {time.monotonic() - started:.0f} s"
                           f"{', quick' if args.quick else ''}{', only ' + ', '.join(only) if only else ''})_\n")
@@ -92,7 +97,9 @@ def main(argv: list[str]) -> int:
         print(f"wrote {args.out or OUT}", file=sys.stderr)
     else:
         print("\n".join(sections.values()))
-    return 0
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
