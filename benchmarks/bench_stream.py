@@ -319,7 +319,9 @@ def worker() -> None:
 
     key, run_ids = prepare()
     database_url = os.environ["DATABASE_URL"]
-    with DaphneServer(database_url=database_url, ARKLOOP_SSE_HEARTBEAT_SECONDS="1", LOG_LEVEL="WARNING") as server:
+    # One key opens all 1,000 streams: lift the per-key stream cap (100) for this measurement.
+    with DaphneServer(database_url=database_url, ARKLOOP_SSE_HEARTBEAT_SECONDS="1", LOG_LEVEL="WARNING",
+                      ARKLOOP_MAX_STREAMS_PER_PRINCIPAL="100000") as server:
         results = asyncio.run(measure_all(server.port, server.process.pid, key, run_ids, database_url))
     print("<<<bench>>>\n" + report(results))
 
