@@ -8,8 +8,10 @@ child process (`python -m benchmarks.bench_noisy --worker`), then drops it.
   5 to 20 s each, so slots free at different times): topped up every half second.
 - Org `hostile` starts a poison run every 5 s: its reply holds NUL and lone surrogates and it
   streams 50 deltas, so poison deltas share the writer's batches with everyone's.
-- Org `small` creates one short run (`hello`) every second. Its latency is
-  `run.route.selected.created_at − run.created_at` (the run was claimed: one clock, one machine).
+- Org `small` creates one short run (`hello`) every second. Its latency ends at
+  `run.route.selected.created_at` (the run was claimed: one clock, one machine) and starts at the
+  run's creation, or at the moment a slot freed: the floods hold all 16 slots, so a small run
+  waits for a run to finish whatever the claim order; fair share decides that it gets that slot.
 - Restarts: `run.restarted` events of every run that is not a poison run (target 0).
 - Slots per org: the most runs of one org holding a live lease at once, sampled every 0.2 s
   (at most 8 with the defaults).
@@ -18,6 +20,7 @@ child process (`python -m benchmarks.bench_noisy --worker`), then drops it.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import statistics
@@ -140,18 +143,24 @@ def report(measured: dict) -> str:
     selected = dict(RunEvent.objects.filter(run_id__in=small, type="run.route.selected")
                     .values_list("run_id", "created_at"))
     waits = [(selected[r] - created[r]).total_seconds() * 1000 for r in small if r in selected]
+    freed = sorted(stamp for stamps in Run.objects.values_list("completed_at", "failed_at", "cancelled_at")
+                   for stamp in stamps if stamp is not None)
+    after_free = [slot_wait(created[r], selected[r], freed) for r in small if r in selected]
     unclaimed = len(small) - len(waits)
     restarts = RunEvent.objects.filter(type="run.restarted").exclude(run_id__in=poison).count()
     poisoned = Run.objects.filter(pk__in=poison)
     outcome = {status: poisoned.filter(status=status).count() for status in ("completed", "failed")}
     peak = ", ".join(f"{slug} {n}" for slug, n in sorted(measured["peak"].items()))
-    rows = (f"| {statistics.median(waits):.0f} | {pct(waits, 0.99):.0f} | {max(waits):.0f} | {len(waits)} |"
-            if waits else "| — | — | — | 0 |")
+    rows, freed_rows = distribution(waits), distribution(after_free)
     return f"""{__doc__.split(chr(10), 2)[2].strip()}
 
-| small org: created → run.route.selected (ms) | p50 | p99 | max | runs |
+| small org → run.route.selected (ms) | p50 | p99 | max | runs |
 |---|---|---|---|---|
-| target p99 ≤ 1000 once a slot frees, never above the run timeout {rows}
+| from the run's creation (target: never above the run timeout, 900 s) {rows}
+| from the moment a slot freed (target p99 ≤ 1000) {freed_rows}
+
+"A slot freed": the first run to finish (any org's) at or after the small run's creation; a small
+run claimed before that counts from its creation (a slot was free already).
 
 Small org runs not claimed by the end: {unclaimed}.
 `run.restarted` of runs that are not poison runs: **{restarts}** (target 0).
@@ -159,6 +168,20 @@ Poison runs: {len(poison)} started, {outcome['completed']} completed (text clean
 Most runs of one org executing at once: {peak or '—'} (at most {CONCURRENCY // 2}).
 Measured for {SECONDS} s.
 """
+
+
+def slot_wait(created, selected, freed: list) -> float:
+    """ms from the later of `created` and the first finish at or after it (in sorted `freed`) to
+    `selected`; from `created` when the run was claimed before that finish."""
+    index = bisect.bisect_left(freed, created)
+    start = freed[index] if index < len(freed) and freed[index] < selected else created
+    return (selected - start).total_seconds() * 1000
+
+
+def distribution(samples: list[float]) -> str:
+    if not samples:
+        return "| — | — | — | 0 |"
+    return f"| {statistics.median(samples):.0f} | {pct(samples, 0.99):.0f} | {max(samples):.0f} | {len(samples)} |"
 
 
 def worker_main() -> None:
