@@ -44,6 +44,11 @@ SPREAD_RATE = 200  # events per second, over all runs
 HOT_EVENTS = 25
 HOT_RATE = 5
 IDLE_WINDOW_SECONDS = 5.0
+# Before the idle window: the connects' replays are done, and PostgreSQL has counted them. A backend
+# reports its transactions to pg_stat_database at most once a second while busy and within 10 s once
+# idle (PostgreSQL 15's PGSTAT_IDLE_INTERVAL), so the stream threads' replay reads could land in a
+# window that starts sooner: 416 or 2,000 "idle" transactions where the statement log showed none.
+SETTLE_SECONDS = 11.0
 CONNECT_BATCH = 50
 
 
@@ -177,7 +182,7 @@ async def scenario(name: str, *, port: int, pid: int, key: str, run_ids: list[st
     log(f"[{name}] connecting {FOLLOWERS} followers")
     followers = [Follower(run_ids[i % len(run_ids)]) for i in range(FOLLOWERS)]
     readers = await connect_all(followers, port, key)
-    await asyncio.sleep(2.0)  # settle: the first replays and the LISTEN resync are done
+    await asyncio.sleep(SETTLE_SECONDS)
     connected_rss = rss_kb(pid)
     pings_before = sum(f.pings for f in followers)
     sessions_before, xacts_before = db_counters(probe)
