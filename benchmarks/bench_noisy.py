@@ -152,6 +152,9 @@ def report(measured: dict) -> str:
     outcome = {status: poisoned.filter(status=status).count() for status in ("completed", "failed")}
     peak = ", ".join(f"{slug} {n}" for slug, n in sorted(measured["peak"].items()))
     rows, freed_rows = distribution(waits), distribution(after_free)
+    worst = max((r for r in small if r in selected), key=lambda r: slot_wait(created[r], selected[r], freed),
+                default=None)
+    taken = claims_while_waiting(created[worst], selected[worst]) if worst is not None else "—"
     return f"""{__doc__.split(chr(10), 2)[2].strip()}
 
 | small org → run.route.selected (ms) | p50 | p99 | max | runs |
@@ -163,6 +166,7 @@ def report(measured: dict) -> str:
 run claimed before that counts from its creation (a slot was free already).
 
 Small org runs not claimed by the end: {unclaimed}.
+While the small run that waited longest waited, the runner claimed: {taken}.
 `run.restarted` of runs that are not poison runs: **{restarts}** (target 0).
 Poison runs: {len(poison)} started, {outcome['completed']} completed (text cleaned), {outcome['failed']} failed.
 Most runs of one org executing at once: {peak or '—'} (at most {CONCURRENCY // 2}).
@@ -176,6 +180,21 @@ def slot_wait(created, selected, freed: list) -> float:
     index = bisect.bisect_left(freed, created)
     start = freed[index] if index < len(freed) and freed[index] < selected else created
     return (selected - start).total_seconds() * 1000
+
+
+def claims_while_waiting(created, selected) -> str:
+    """Which orgs' runs were claimed (first claim: `run.route.selected`) between a small run's
+    creation and its own claim, with how many of them were created before it."""
+    from runs.models import RunEvent
+
+    rows = (RunEvent.objects.filter(type="run.route.selected", created_at__gte=created, created_at__lt=selected)
+            .values_list("run__org__slug", "run__created_at"))
+    counts: dict[str, list[int]] = {}
+    for slug, run_created in rows:
+        older, total = counts.setdefault(slug, [0, 0])
+        counts[slug] = [older + (run_created < created), total + 1]
+    return ", ".join(f"{slug} {total} ({older} created before it)" for slug, (older, total) in sorted(counts.items())) \
+        or "nothing"
 
 
 def distribution(samples: list[float]) -> str:
