@@ -117,8 +117,11 @@ def _postgres_pool(config: dict) -> None:
         "min_size": 0, "max_size": max_size,
         "timeout": env.float("ARKLOOP_DB_POOL_TIMEOUT", default=10.0),
     }
-    # The pool hands out only connections that answer a trivial query (cheap: no new session),
-    # so a PostgreSQL restart or pg_terminate_backend costs no request an error.
+    # With CONN_HEALTH_CHECKS Django gives the pool psycopg's check: it hands out only connections
+    # that answer an empty query (one round trip, no new session). A dead one is discarded, but
+    # the pool waits 1 s, 2 s, 4 s … before trying the next: after a PostgreSQL restart, a Daphne
+    # whose pool held several idle connections answers 500 for up to ARKLOOP_DB_POOL_TIMEOUT
+    # (docs/deploy.md). Found by make soak; not fixed yet.
     config["CONN_HEALTH_CHECKS"] = True
 
 

@@ -33,7 +33,7 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("v1/", include(v1)),
-    re_path(r"^v1(/.*)?$", api_not_found),
+    re_path(r"^v1(/[\s\S]*)?$", api_not_found),  # [\s\S], not `.`: a path may hold a newline (%0A)
 ]
 # The admin's CSS/JS under Daphne in development (DEBUG only; production serves collectstatic output).
 urlpatterns += staticfiles_urlpatterns()

@@ -35,6 +35,17 @@ def test_unknown_path_is_the_404_envelope(alice):
     assert_envelope(alice.client.get("/v1/no/such/thing"), 404, "http.not_found")
 
 
+@pytest.mark.parametrize("path", ["/v1/mcp-servers/a:b\n", "/v1/webhooks/x\ny/deliveries/0/redeliver",
+                                  "/v1/threads/\n\t:x", "/v1/\r\n"])
+def test_unknown_paths_with_control_characters_are_the_404_envelope_too(alice, settings, path):
+    """Found by schemathesis (make soak): a newline in a path escaped the catch-all's `.*`, so
+    Django answered with its HTML 404 page (under DEBUG, the technical one)."""
+    settings.DEBUG = True
+    response = alice.client.post(path) if "redeliver" in path else alice.client.get(path)
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert response.json()["code"].endswith("not_found")
+
+
 def test_wrong_method_is_the_405_envelope(alice):
     assert_envelope(alice.client.put("/v1/threads", {}), 405, "http.method_not_allowed")
 
