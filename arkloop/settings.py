@@ -117,12 +117,12 @@ def _postgres_pool(config: dict) -> None:
         "min_size": 0, "max_size": max_size,
         "timeout": env.float("ARKLOOP_DB_POOL_TIMEOUT", default=10.0),
     }
-    # With CONN_HEALTH_CHECKS Django gives the pool psycopg's check: it hands out only connections
-    # that answer an empty query (one round trip, no new session). A dead one is discarded, but
-    # the pool waits 1 s, 2 s, 4 s … before trying the next: after a PostgreSQL restart, a Daphne
-    # whose pool held several idle connections answers 500 for up to ARKLOOP_DB_POOL_TIMEOUT
-    # (docs/deploy.md). Found by make soak; not fixed yet.
+    # The pool hands out only connections that answer an empty query (one round trip, no new
+    # session), and a dead one gets every idle one checked at once (arkloop/postgresql/base.py):
+    # a PostgreSQL restart or pg_terminate_backend costs no request an error.
     config["CONN_HEALTH_CHECKS"] = True
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        config["ENGINE"] = "arkloop.postgresql"
 
 
 DATABASES = {"default": _database_config()}
