@@ -1,6 +1,6 @@
 """Operator writes on the event store: purging the event logs of long-finished runs.
 
-A purge deletes RunEvent rows only. Runs keep their totals, status and stamps; threads keep their
+A purge deletes RunEvent rows only (and, with `purge_events`, finished webhook deliveries). Runs keep their totals, status and stamps; threads keep their
 messages; active runs are never touched (their logs are still being written and streamed).
 """
 from __future__ import annotations
@@ -26,18 +26,17 @@ def purgeable_events(*, older_than_days: int, now: dt.datetime | None = None) ->
     return RunEvent.objects.filter(run__in=runs_finished_before(cutoff).values("pk"))
 
 
-def events_purge(*, older_than_days: int, batch_size: int = 1000,
-                 progress: Callable[[int], None] | None = None) -> int:
-    """Delete the events of runs finished more than `older_than_days` ago, `batch_size` rows per
-    transaction, so the table is never locked for long. Calls `progress(deleted_so_far)` after each
-    batch and returns the number deleted."""
+def delete_in_batches(rows: QuerySet, *, batch_size: int = 1000,
+                      progress: Callable[[int], None] | None = None) -> int:
+    """Delete `rows` (any model's queryset), `batch_size` rows per transaction, so the table is
+    never locked for long. Calls `progress(deleted_so_far)` after each batch and returns the number
+    deleted. Used for events here and for webhook deliveries (`purge_events`)."""
     deleted = 0
     while True:
         with transaction.atomic():
-            ids = list(purgeable_events(older_than_days=older_than_days)
-                       .order_by("id").values_list("id", flat=True)[:batch_size])
+            ids = list(rows.order_by("pk").values_list("pk", flat=True)[:batch_size])
             if not ids:
                 return deleted
-            deleted += RunEvent.objects.filter(id__in=ids).delete()[0]
+            deleted += rows.model.objects.filter(pk__in=ids).delete()[0]
         if progress:
             progress(deleted)

@@ -109,14 +109,3 @@ def purgeable_deliveries(*, older_than_days: int):
     cutoff = timezone.now() - timedelta(days=older_than_days)
     return WebhookDelivery.objects.filter(created_at__lt=cutoff).exclude(status=DeliveryStatus.PENDING)
 
-
-def deliveries_purge(*, older_than_days: int, batch_size: int = 1000) -> int:
-    """Delete `purgeable_deliveries`, `batch_size` rows per transaction; the number deleted."""
-    deleted = 0
-    while True:
-        with transaction.atomic():
-            ids = list(purgeable_deliveries(older_than_days=older_than_days)
-                       .order_by("id").values_list("id", flat=True)[:batch_size])
-            if not ids:
-                return deleted
-            deleted += WebhookDelivery.objects.filter(id__in=ids).delete()[0]

@@ -4,8 +4,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from arkloop.idempotency import idempotency_purge
-from runs.maintenance import events_purge, purgeable_events
-from webhooks.services import deliveries_purge, purgeable_deliveries
+from runs.maintenance import delete_in_batches, purgeable_events
+from webhooks.services import purgeable_deliveries
 
 
 class Command(BaseCommand):
@@ -35,9 +35,9 @@ class Command(BaseCommand):
             return
         deleted = 0
         if total:
-            deleted = events_purge(older_than_days=older_than, batch_size=batch_size,
-                                   progress=lambda done: self.stderr.write(f"deleted {done}/{total} events"))
+            deleted = delete_in_batches(purgeable_events(older_than_days=older_than), batch_size=batch_size,
+                                        progress=lambda done: self.stderr.write(f"deleted {done}/{total} events"))
         self.stdout.write(f"deleted {deleted} events of runs finished more than {older_than} days ago")
         self.stdout.write(f"deleted {idempotency_purge()} expired Idempotency-Key records")
-        purged = deliveries_purge(older_than_days=older_than, batch_size=batch_size)
+        purged = delete_in_batches(purgeable_deliveries(older_than_days=older_than), batch_size=batch_size)
         self.stdout.write(f"deleted {purged} finished webhook deliveries older than {older_than} days")
