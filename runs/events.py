@@ -57,7 +57,7 @@ def event_append(*, run_id: Any, type: str, data: dict | None = None, attempt: i
       current attempt is still this one (else EventRejected("lease_lost")).
     - `status`: a status to set with this event; terminal event types set theirs automatically,
       with the matching `*_at` stamp.
-    - `fields`: other Run columns to set in the same statement (totals, error_class, …);
+    - `fields`: other Run columns to set to values in the same statement (totals, error_class, …);
       `increments`: numeric Run columns to add to (a turn's tokens and cost).
 
     Raises EventRejected("finished") once the run has its terminal event.
@@ -86,20 +86,14 @@ def events_append(*, run_id: Any, events: list[tuple[str, dict]], attempt: int |
     events = [(type, json_clean(data)) for type, data in events]
     hooked = any(type in WEBHOOK_EVENT_TYPES for type, _ in events)
     # One statement is atomic by itself; the webhook outbox must commit (or not) with its events.
-    with transaction.atomic() if hooked or not _one_statement(updates) else contextlib.nullcontext():
-        if _one_statement(updates):
-            appended, org_id = _append_postgres(run_id, events, attempt, updates, increments or {})
-        else:
-            appended, org_id = _append_orm(run_id, events, attempt, updates, increments or {})
+    one_statement = notify.is_postgres()
+    with transaction.atomic() if hooked or not one_statement else contextlib.nullcontext():
+        append = _append_postgres if one_statement else _append_orm
+        appended, org_id = append(run_id, events, attempt, updates, increments or {})
         for event in appended:
             if event.type in WEBHOOK_EVENT_TYPES:  # the outbox: deliveries commit (or roll back) with the event
                 deliveries_enqueue(org_id=org_id, event=event)
     return appended
-
-
-def _one_statement(updates: dict[str, Any]) -> bool:
-    """PostgreSQL, and no column set to an expression (those are the ORM's to compile)."""
-    return connection.vendor == "postgresql" and not any(hasattr(v, "resolve_expression") for v in updates.values())
 
 
 def _append_orm(run_id: Any, events: list[tuple[str, dict]], attempt: int | None, updates: dict[str, Any],
@@ -115,8 +109,7 @@ def _append_orm(run_id: Any, events: list[tuple[str, dict]], attempt: int | None
     appended = [RunEvent.objects.create(run_id=run_id, seq=first + offset, type=type,
                                         data={**data, "trace_id": trace_id})
                 for offset, (type, data) in enumerate(events)]
-    for event in appended:
-        notify.event_appended(run_id=run_id, seq=event.seq, type=event.type)
+    notify.events_appended([(run_id, event.seq, event.type) for event in appended])
     return appended, org_id
 
 
@@ -241,7 +234,6 @@ def _allocate_seqs(groups: dict[tuple[str, int], list]) -> dict[tuple[str, int],
     """Advance `last_seq` of each run still held by that attempt: `{(run_id, attempt): (new last_seq, trace_id)}`."""
     if not groups:
         return {}
-    terminal = [str(s) for s in TERMINAL_STATUSES]
     if connection.vendor == "postgresql":
         table = Run._meta.db_table
         values = ", ".join(["(%s::uuid, %s::bigint, %s::integer)"] * len(groups))
@@ -251,7 +243,7 @@ def _allocate_seqs(groups: dict[tuple[str, int], list]) -> dict[tuple[str, int],
             cursor.execute(
                 f"UPDATE {table} AS r SET last_seq = r.last_seq + v.n FROM (VALUES {values}) AS v(id, n, attempt) "
                 f"WHERE r.id = v.id AND r.attempt = v.attempt AND NOT (r.status = ANY(%s)) "
-                f"RETURNING r.id, r.attempt, r.last_seq, r.trace_id", [*params, terminal])
+                f"RETURNING r.id, r.attempt, r.last_seq, r.trace_id", [*params, _TERMINAL])
             return {(str(run_id), attempt): (seq, trace_id) for run_id, attempt, seq, trace_id in cursor.fetchall()}
     allocated = {}
     for (run_id, attempt), batch in groups.items():

@@ -27,6 +27,7 @@ from runs.events import event_append, event_append_started, events_append
 from runs.limits import Limits, LimitsInvalid, limits_check_lower, limits_effective, platform_limits
 from runs.models import ACTIVE_STATUSES, Run, RunEvent, RunStatus
 from runs.runner.costs import cost_number, credits_for
+from runs.runner.leases import released
 from runs.selectors import thread_last_run
 from threads.models import Message, Thread
 from threads.selectors import ThreadNotFound, access_thread
@@ -70,7 +71,11 @@ def _check_capacity(*, in_thread: int, in_org: int, cap: int) -> None:
 
 
 def _lock_org(*, org_id: object) -> None:
-    list(Org.objects.select_for_update().filter(pk=org_id).values_list("pk", flat=True))
+    """Lock the org's row until the caller's transaction ends (one statement, no ORM compilation:
+    it is on the path of every run creation when the org has a cap)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {Org._meta.db_table} WHERE id = %s FOR UPDATE",
+                       [Org._meta.pk.get_db_prep_value(org_id, connection)])
 
 
 def _run_insert(run: Run) -> None:
@@ -168,8 +173,7 @@ def run_start(*, principal: Principal, thread_id: object, persona_id: str | None
         found, in_thread, in_org, inserted = _run_insert_checked(run, principal=principal, cap=cap)
     else:
         with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(f"SELECT 1 FROM {Org._meta.db_table} WHERE id = %s FOR UPDATE", [principal.org_id])
+            _lock_org(org_id=principal.org_id)
             found, in_thread, in_org, inserted = _run_insert_checked(run, principal=principal, cap=cap)
     if not found:
         raise ThreadNotFound()
@@ -253,7 +257,7 @@ def run_input_provide(*, run: Run, content: str) -> None:
     if locked is None or locked.status != RunStatus.WAITING_FOR_INPUT:
         raise Conflict("runs.not_waiting_for_input", "the run is not waiting for input")
     event_append(run_id=locked.pk, type="run.input_provided", data={"content": content},
-                 status=RunStatus.RUNNING, fields={"waiting_since": None, "lease_expires_at": timezone.now()})
+                 status=RunStatus.RUNNING, fields={"waiting_since": None, **released()})
 
 
 def _last_turn_answer(thread: Thread) -> tuple[Message, list[Message]]:
