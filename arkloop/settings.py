@@ -103,9 +103,10 @@ def _database_config() -> dict:
 def _postgres_pool(config: dict) -> None:
     """psycopg's connection pool, one per process: no new PostgreSQL session per request.
 
-    Under ASGI every request runs in a thread of its own, so without a pool (CONN_MAX_AGE is 0)
-    each request connected and disconnected. Long-lived threads keep their pooled connection
-    (the stream's 4 query workers, a runner's 3–4 DB threads), so max_size must exceed them; a
+    Without a pool (CONN_MAX_AGE is 0) each request connects and disconnects. Long-lived threads
+    keep their pooled connection (the stream's 4 query workers, a runner's 3–4 DB threads); the
+    ARKLOOP_REQUEST_THREADS (16) request threads borrow one per request, so max_size must exceed
+    the long-lived ones and should cover the request threads too (20 = 16 + 4); a
     request that finds the pool exhausted waits up to `timeout` seconds. min_size is 0 so a
     process opens only what it uses. ARKLOOP_DB_POOL_MAX_SIZE=0 turns the pool off (then
     CONN_MAX_AGE applies); a pool cannot be combined with CONN_MAX_AGE > 0.

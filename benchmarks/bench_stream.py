@@ -10,9 +10,9 @@ followers connected at once to one Daphne (heartbeat 1 s):
 For each scenario:
 - RSS per idle stream: Daphne's VmRSS with every follower connected and idle, minus its VmRSS
   after a warm-up, divided by the number of followers;
-- database work of idle streams: new PostgreSQL sessions (`pg_stat_database.sessions`; every
-  stream query opens one, see runs/stream/db.py) and transactions during an idle window in which
-  each follower receives several heartbeats;
+- database work of idle streams: new PostgreSQL sessions (`pg_stat_database.sessions`; stream
+  queries run on 4 long-lived `stream_db` threads, arkloop/db_threads.py) and transactions
+  during an idle window in which each follower receives several heartbeats;
 - delivery: a writer in another process appends events with `event_append` at a fixed rate, then
   the terminal events; every follower must receive every event exactly once, in order, and be
   closed after the terminal event;

@@ -1,7 +1,8 @@
 """Operator writes on the event store: purging the event logs of long-finished runs.
 
-A purge deletes RunEvent rows only (and, with `purge_events`, finished webhook deliveries). Runs keep their totals, status and stamps; threads keep their
-messages; active runs are never touched (their logs are still being written and streamed).
+A purge deletes RunEvent rows only (and, with `purge_events`, finished webhook deliveries). Runs
+keep their totals, status and stamps; threads keep their messages; active runs are never touched
+(their logs are still being written and streamed).
 """
 from __future__ import annotations
 

@@ -151,7 +151,7 @@ class Hub:
         try:
             while channel.subscribers and channel.fetched is not None and channel.wanted > channel.fetched:
                 frames = await stream_db.read(events_after, run_id=run_id, after_seq=channel.fetched,
-                                       upto=channel.wanted)
+                                              upto=channel.wanted)
                 if not frames:
                     break  # not readable yet; the next announcement or a gap check catches up
                 for frame in frames:

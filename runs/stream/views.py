@@ -62,7 +62,7 @@ async def open_run_events(request: HttpRequest, run_id: str) -> SlotHeldStream:
     if request.method != "GET":
         raise MethodNotAllowed(headers={"Allow": "GET"})
     principal: Principal = await stream_db.read(principal_from_header,
-                                         header=request.headers.get("Authorization", "").encode("latin-1"))
+                                                header=request.headers.get("Authorization", "").encode("latin-1"))
     after_seq, follow = check_cursor(request), check_follow(request)
     pk, finished = await stream_db.read(access_run_for_stream, principal=principal, run_id=run_id)
     slot = stream_slots.acquire(principal.credential)

@@ -16,8 +16,8 @@ from arkloop.metrics import UNMATCHED, route_label
 from runs.models import Run
 from runs.runner.leases import lease_release
 from runs.runner.recovery import runs_reap_expired_leases
-from runs.services import run_input_provide
 from runs.runner.telemetry import tool_label
+from runs.services import run_input_provide
 from runs.stream.asgi import STREAM_ROUTE
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.ops.scrape import parse, scrape

@@ -68,7 +68,8 @@ def test_frozen_runner_cannot_write_after_its_lease_was_taken_over(alice, databa
             stale.signal(signal.SIGCONT)
             wait_until(lambda: finished(run_id), what="the run to finish")
             wait_until(lambda: "write refused" in stale.log(), what="the stale runner to notice")
-            wait_until(lambda: f"run {run_id} completed" in fresh.log(), what="the fresh runner's log")  # logged after the commit
+            # The outcome is logged after its commit, which the check above may see first.
+            wait_until(lambda: f"run {run_id} completed" in fresh.log(), what="the fresh runner's log")
     assert run(run_id).status == "completed" and run(run_id).attempt == 2
     assert deltas_after_restart(run_id) == answer(run_id).content == "one two three four five six"
     assert_gapless(run_id)
