@@ -72,7 +72,11 @@ def _check_capacity(*, in_thread: int, in_org: int, cap: int) -> None:
 
 def _lock_org(*, org_id: object) -> None:
     """Lock the org's row until the caller's transaction ends (one statement, no ORM compilation:
-    it is on the path of every run creation when the org has a cap)."""
+    it is on the path of every run creation when the org has a cap). SQLite has no row locks: the
+    ORM's form, which it runs without FOR UPDATE (IMMEDIATE transactions serialize writers)."""
+    if connection.vendor != "postgresql":
+        list(Org.objects.select_for_update().filter(pk=org_id).values_list("pk", flat=True))
+        return
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT 1 FROM {Org._meta.db_table} WHERE id = %s FOR UPDATE",
                        [Org._meta.pk.get_db_prep_value(org_id, connection)])
