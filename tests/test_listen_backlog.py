@@ -2,9 +2,9 @@
 
 Daphne is started everywhere through scripts/daphne.sh, with a listen backlog of 2048 instead of
 Twisted's 50. Daphne is stopped (SIGSTOP) while the burst arrives, the worst moment and the one
-that does not depend on how fast the machine is (tests/listen_flood.py). The burst runs in a network namespace of its own when the machine allows one, so
-the kernel's counters see only this test; otherwise in the machine's (where other processes may
-add to them).
+that does not depend on how fast the machine is (tests/listen_flood.py). The burst runs in a
+network namespace of its own when the machine allows one, so the kernel's counters see only this
+test; otherwise in the machine's (where other processes may add to them).
 """
 from __future__ import annotations
 
