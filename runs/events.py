@@ -38,6 +38,8 @@ _TERMINAL_STAMP = {
 }
 _LEASE_CLEARED = {"lease_owner": "", "lease_expires_at": None}
 _TERMINAL = [str(status) for status in TERMINAL_STATUSES]
+# The head of an INSERT of event rows in our own SQL; the SELECT after it gives these columns in this order.
+EVENTS_INSERT = f"INSERT INTO {RunEvent._meta.db_table} (run_id, seq, type, data, created_at)"
 
 
 class EventRejected(Exception):
@@ -133,7 +135,7 @@ def _append_postgres(run_id: Any, events: list[tuple[str, dict]], attempt: int |
         cursor.execute(
             f"WITH r AS (UPDATE {Run._meta.db_table} r SET {', '.join(sets)} "
             f"WHERE r.id = %s AND NOT (r.status = ANY(%s)) {fence} RETURNING r.id, r.last_seq, r.trace_id, r.org_id), "
-            f"e AS (INSERT INTO {RunEvent._meta.db_table} (run_id, seq, type, data, created_at) "
+            f"e AS ({EVENTS_INSERT} "
             "SELECT r.id, r.last_seq - %s + x.n, x.type, x.data || jsonb_build_object('trace_id', r.trace_id), %s "
             "FROM r, unnest(%s::text[], %s::jsonb[]) WITH ORDINALITY AS x(type, data, n) RETURNING id, seq, type) "
             f"SELECT e.id, e.seq, r.trace_id, r.org_id, {notify.NOTIFY_EACH.format(run='r.id', event='e')} "
@@ -159,7 +161,7 @@ def event_append_started(*, run: Run, data: dict) -> RunEvent:
     """
     event = RunEvent.objects.create(run_id=run.pk, seq=1, type="run.started",
                                     data={**json_clean(data), "trace_id": run.trace_id})
-    notify.event_appended(run_id=run.pk, seq=1, type="run.started")
+    notify.events_appended([(run.pk, 1, "run.started")])
     return event
 
 
@@ -224,7 +226,7 @@ def _insert_events(rows: list[tuple[str, int, str, dict]]) -> None:
     columns = list(zip(*rows, strict=True))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {RunEvent._meta.db_table} (run_id, seq, type, data, created_at) "
+            f"{EVENTS_INSERT} "
             "SELECT r, q, t, d, %s FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::jsonb[]) AS x(r, q, t, d)",
             [timezone.now(), list(columns[0]), list(columns[1]), list(columns[2]),
              [json.dumps(d) for d in columns[3]]])

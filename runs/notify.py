@@ -57,35 +57,17 @@ def notify_each_params() -> list[Any]:
     return [EVENTS_CHANNEL, sorted(WORK_EVENT_TYPES), WORK_CHANNEL]
 
 
-def notify_select(*, run_id: Any, seq: int, type: str) -> tuple[str, list[str]]:
-    """The `pg_notify(…)` calls announcing one appended event (both wake-ups for work), as a SELECT
-    list with its parameters: for a statement that appends the event and notifies at once."""
-    if type in WORK_EVENT_TYPES:
-        return "pg_notify(%s, %s), pg_notify(%s, %s)", [EVENTS_CHANNEL, f"{run_id}:{seq}", WORK_CHANNEL,
-                                                          f"{run_id}:{type}"]
-    return "pg_notify(%s, %s)", [EVENTS_CHANNEL, f"{run_id}:{seq}"]
-
-
-def event_appended(*, run_id: Any, seq: int, type: str) -> None:
-    """Schedule the wake-ups for one appended event (call inside the appending transaction)."""
-    run_id = str(run_id)
-    if is_postgres():
-        notifies, params = notify_select(run_id=run_id, seq=seq, type=type)
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT {notifies}", params)
-    hooks_after_commit([(run_id, seq, type)])
-
-
 def hooks_after_commit(events: list[tuple[Any, int, str]]) -> None:
     """Call the in-process hooks for these `(run_id, seq, type)` when the caller's transaction
-    commits (at once outside one). The NOTIFYs are the caller's (`notify_select`)."""
+    commits (at once outside one). The NOTIFYs are the caller's (`NOTIFY_EACH` in its statement)."""
     if _hooks and events:
         events = [(str(run_id), seq, type) for run_id, seq, type in events]
         transaction.on_commit(lambda: [hook(*event) for event in events for hook in list(_hooks)])
 
 
 def events_appended(events: list[tuple[Any, int, str]]) -> None:
-    """`event_appended` for many `(run_id, seq, type)` at once: one statement for all NOTIFYs."""
+    """Schedule the wake-ups for appended `(run_id, seq, type)` (call inside the appending
+    transaction): on PostgreSQL one statement per channel for all of them."""
     events = [(str(run_id), seq, type) for run_id, seq, type in events]
     if is_postgres() and events:
         with connection.cursor() as cursor:

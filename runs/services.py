@@ -206,7 +206,6 @@ def _run_insert_checked(run: Run, *, principal: Principal, cap: int) -> tuple[bo
     event = RunEvent(run_id=run.pk, seq=1, type="run.started", data={**json_clean(_started_data(run)),
                                                                       "trace_id": run.trace_id})
     event_values = insert_params(event)
-    notifies, notify_params = notify.notify_select(run_id=run.pk, seq=1, type="run.started")
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH thread AS (SELECT t.id FROM {Thread._meta.db_table} t WHERE t.id = %s AND t.deleted_at IS NULL "
@@ -215,11 +214,12 @@ def _run_insert_checked(run: Run, *, principal: Principal, cap: int) -> tuple[bo
             f"SELECT {', '.join(['%s'] * len(values))} FROM thread, active "
             f"WHERE active.in_thread = 0 AND (%s <= 0 OR active.in_org < %s) ON CONFLICT DO NOTHING RETURNING id), "
             f"started AS (INSERT INTO {RunEvent._meta.db_table} ({insert_columns(RunEvent)}) "
-            f"SELECT {', '.join(['%s'] * len(event_values))} FROM run), "
-            f"notified AS (SELECT {notifies} FROM run) "
+            f"SELECT {', '.join(['%s'] * len(event_values))} FROM run RETURNING run_id, seq, type), "
+            f"notified AS (SELECT {notify.NOTIFY_EACH.format(run='s.run_id', event='s')} FROM started s) "
             f"SELECT EXISTS (SELECT 1 FROM thread), (SELECT in_thread FROM active), (SELECT in_org FROM active), "
             f"(SELECT count(*) FROM notified) > 0",
-            [run.thread_id, *visible_params, *active_params, *values, cap, cap, *event_values, *notify_params])
+            [run.thread_id, *visible_params, *active_params, *values, cap, cap, *event_values,
+             *notify.notify_each_params()])
         return cursor.fetchone()
 
 

@@ -24,8 +24,8 @@ from django.utils import timezone
 from personas.models import Route
 from personas.selectors import route_by_id
 from runs import notify
-from runs.events import event_append
-from runs.models import Run, RunEvent, RunStatus
+from runs.events import EVENTS_INSERT, event_append
+from runs.models import Run, RunStatus
 from runs.runner.context import route_selected_data
 
 RUNNABLE_STATUSES = (RunStatus.RUNNING, RunStatus.CANCELLING)
@@ -162,7 +162,7 @@ def _claim_skip_locked(owner: str, picked: list[str], now: Any, expires: Any) ->
             "last_seq = r.last_seq + (f.id IS NOT NULL)::int, model = coalesce(f.model, r.model) "
             "FROM locked l LEFT JOIN fresh f ON f.id = l.id WHERE r.id = l.id "
             "RETURNING r.id, r.last_seq, r.trace_id, f.data), "
-            f"announced AS (INSERT INTO {RunEvent._meta.db_table} (run_id, seq, type, data, created_at) "
+            f"announced AS ({EVENTS_INSERT} "
             "SELECT c.id, c.last_seq, %s, c.data || jsonb_build_object('trace_id', c.trace_id), %s "
             "FROM claimed c WHERE c.data IS NOT NULL RETURNING run_id, seq, type), "
             f"notified AS (SELECT {notify.NOTIFY_EACH.format(run='a.run_id', event='a')} FROM announced a) "
