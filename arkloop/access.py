@@ -8,7 +8,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db import connection
+from django.db.models import Model, QuerySet
 from rest_framework.permissions import BasePermission
 
 from arkloop.authentication import Principal
@@ -22,11 +23,17 @@ def visible_to(queryset: QuerySet, principal: Principal, *, owner_field: str = "
     return queryset
 
 
-def visible_sql(principal: Principal, *, alias: str, owner_column: str = "created_by_id") -> tuple[str, list[Any]]:
-    """`visible_to` as a SQL condition on the table named `alias`, and its parameters."""
-    if principal.is_admin:
-        return f"{alias}.org_id = %s", [principal.org_id]
-    return f"{alias}.org_id = %s AND {alias}.{owner_column} = %s", [principal.org_id, principal.user_id]
+def visible_sql(principal: Principal, *, model: type[Model], alias: str,
+                owner_field: str = "created_by") -> tuple[str, list[Any]]:
+    """`visible_to` as a SQL condition on `model`'s table named `alias`, and its parameters
+    prepared by the model's fields for the connection's database (a UUID is text on SQLite)."""
+    org = model._meta.get_field("org")
+    condition, params = f"{alias}.{org.column} = %s", [org.get_db_prep_value(principal.org_id, connection)]
+    if not principal.is_admin:
+        owner = model._meta.get_field(owner_field)
+        condition += f" AND {alias}.{owner.column} = %s"
+        params.append(owner.get_db_prep_value(principal.user_id, connection))
+    return condition, params
 
 
 def parse_uuid(value: object, *, not_found: type[NotFound]) -> uuid.UUID:

@@ -192,7 +192,7 @@ def _run_insert_checked(run: Run, *, principal: Principal, cap: int) -> tuple[bo
     """PostgreSQL: (thread visible, active runs in the thread, in the org (0 without a cap), run
     inserted) — the run, its `run.started` and their NOTIFYs written only when the thread is
     visible, has no active run and the org is under its cap."""
-    visible, visible_params = visible_sql(principal, alias="t")
+    visible, visible_params = visible_sql(principal, model=Thread, alias="t")
     statuses = [str(status) for status in ACTIVE_STATUSES]
     if cap > 0:
         active = (f"SELECT count(*) FILTER (WHERE thread_id = %s) AS in_thread, count(*) AS in_org "

@@ -53,7 +53,7 @@ def message_post(*, principal: Principal, thread_id: object, content: str) -> Me
     if connection.vendor != "postgresql":
         return message_create(thread=access_thread(principal=principal, thread_id=pk), content=content)
     message = Message(thread_id=pk, role=Message.Role.USER, content=content)
-    visible, params = visible_sql(principal, alias="t")
+    visible, params = visible_sql(principal, model=Thread, alias="t")
     if not _message_insert(message, condition=f"t.deleted_at IS NULL AND {visible}", params=params):
         raise ThreadNotFound()
     return message

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from django.db import connection
 
-from arkloop.access import parse_uuid
+from arkloop.access import parse_uuid, visible_sql
 from arkloop.authentication import Principal
 from arkloop.db_threads import DbThreads
 from runs.models import TERMINAL_STATUSES, Run, RunEvent
@@ -34,7 +34,7 @@ def _db(field: str, value: object, model: type = Run) -> object:
 # The two reads every stream makes when it opens, and the hub once per event, in SQL: building
 # them with the ORM cost 0.3-0.7 ms of CPU each (Django compiling the query), several times the
 # query itself — a third of Daphne's CPU when 1,000 streams connect at once (docs/performance.md).
-_VISIBLE_RUN = f"SELECT status FROM {Run._meta.db_table} WHERE id = %s AND org_id = %s"
+_RUN_STATUS = f"SELECT r.status FROM {Run._meta.db_table} r WHERE r.id = %s AND "
 _EVENTS_AFTER = (f"SELECT seq, type, data, created_at FROM {RunEvent._meta.db_table} "
                  "WHERE run_id = %s AND seq > %s AND seq <= %s ORDER BY seq LIMIT %s")
 _NO_UPPER_BOUND = 2**63 - 1  # seq is a 64-bit integer
@@ -42,13 +42,11 @@ _NO_UPPER_BOUND = 2**63 - 1  # seq is a 64-bit integer
 
 def access_run_for_stream(*, principal: Principal, run_id: str) -> tuple[uuid.UUID, bool]:
     """The run's id and whether it is finished; runs.not_found when the caller may not see it
-    (arkloop.access.visible_to's rule: the caller's org, and for a member only their own runs)."""
+    (arkloop.access's visibility rule)."""
     pk = parse_uuid(run_id, not_found=RunNotFound)
-    sql, params = _VISIBLE_RUN, [_db("id", pk), _db("org", principal.org_id)]
-    if not principal.is_admin:
-        sql, params = sql + " AND created_by_id = %s", [*params, _db("created_by", principal.user_id)]
+    visible, params = visible_sql(principal, model=Run, alias="r")
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_RUN_STATUS + visible, [_db("id", pk), *params])
         row = cursor.fetchone()
     if row is None:
         raise RunNotFound()
