@@ -7,7 +7,9 @@ ApiErrorMiddleware. The body is `runs.stream.follow.event_stream`.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator
+from typing import NamedTuple
 
 from django.http import HttpRequest, StreamingHttpResponse
 
@@ -61,14 +63,34 @@ async def open_run_events(request: HttpRequest, run_id: str) -> SlotHeldStream:
     """
     if request.method != "GET":
         raise MethodNotAllowed(headers={"Allow": "GET"})
-    principal: Principal = await stream_db.read(principal_from_header,
-                                                header=request.headers.get("Authorization", "").encode("latin-1"))
-    after_seq, follow = check_cursor(request), check_follow(request)
-    pk, finished = await stream_db.read(access_run_for_stream, principal=principal, run_id=run_id)
-    slot = stream_slots.acquire(principal.credential)
+    opening = await stream_db.read(check_opening, request=request, run_id=run_id)
+    slot = stream_slots.acquire(opening.principal.credential)
     direct = DirectWrites()
-    body = event_stream(run_id=str(pk), after_seq=after_seq, follow=follow, run_finished=finished, direct=direct)
+    body = event_stream(run_id=str(opening.run_pk), after_seq=opening.after_seq, follow=opening.follow,
+                        run_finished=opening.run_finished, direct=direct)
     return SlotHeldStream(body, slot, direct=direct)
+
+
+class Opening(NamedTuple):
+    """What a stream starts from once its checks passed."""
+
+    principal: Principal
+    after_seq: int
+    follow: bool
+    run_pk: uuid.UUID
+    run_finished: bool
+
+
+def check_opening(request: HttpRequest, run_id: str) -> Opening:
+    """The token, the parameters and the run's visibility, in the order their errors are answered.
+
+    One call on `stream_db` (the token may need the database, the run does): a stream opens with a
+    single hop to its threads, a memoized principal or not.
+    """
+    principal = principal_from_header(request.headers.get("Authorization", "").encode("latin-1"))
+    after_seq, follow = check_cursor(request), check_follow(request)
+    pk, finished = access_run_for_stream(principal=principal, run_id=run_id)
+    return Opening(principal, after_seq, follow, pk, finished)
 
 
 def sse_response(body: AsyncIterator[bytes]) -> StreamingHttpResponse:

@@ -187,6 +187,8 @@ def test_missing_or_bad_token_is_a_json_401(live_server, alice):
                  401, "auth.invalid_api_key")
     assert_error(httpx.get(url, headers={"Authorization": "Bearer nonsense"}, timeout=TIMEOUT),
                  401, "auth.invalid_token")
+    # The token is checked before the parameters: no caller learns anything from a bad cursor.
+    assert_error(httpx.get(f"{url}?after_seq=abc", timeout=TIMEOUT), 401, "auth.missing_token")
 
 
 def test_runs_the_caller_may_not_see_are_a_json_404(live_server, alice, bob, charlie):

@@ -81,18 +81,39 @@ def test_a_stream_that_ends_with_the_terminal_event_unsubscribes(alice):
     asyncio.run(scenario())
 
 
-def test_an_idle_follower_is_pinged_without_touching_the_database(alice, settings, monkeypatch):
-    settings.ARKLOOP_SSE_HEARTBEAT_SECONDS = 0.05
-    run = make_run(alice)
-    calls = []
+@pytest.fixture
+def stream_db_reads(monkeypatch) -> list[str]:
+    """The names of the functions streams run on `stream_db`, in order (SQLite's poll left out)."""
+    calls: list[str] = []
     real_read = stream_db.read
 
-    async def counting_read(fn, /, **kwargs):
+    async def counting_read(fn, /, *args, **kwargs):
         if fn is not last_seqs:  # SQLite's poll: one query per 50 ms for every stream of the process
             calls.append(fn.__name__)
-        return await real_read(fn, **kwargs)
+        return await real_read(fn, *args, **kwargs)
 
     monkeypatch.setattr(stream_db, "read", counting_read)
+    return calls
+
+
+def test_a_stream_opens_with_one_trip_to_the_database_threads(alice, stream_db_reads):
+    run = make_run(alice)
+
+    async def scenario() -> None:
+        for _ in range(2):  # the key's principal is looked up, then memoized: one trip either way
+            stream_db_reads.clear()
+            stream = await stream_of(run, alice).open()
+            await stream.read_until(b"event: run.started")
+            await stream.hang_up()
+            assert stream_db_reads[:2] == ["check_opening", "events_after"]
+
+    asyncio.run(scenario())
+
+
+def test_an_idle_follower_is_pinged_without_touching_the_database(alice, settings, stream_db_reads):
+    settings.ARKLOOP_SSE_HEARTBEAT_SECONDS = 0.05
+    run = make_run(alice)
+    calls = stream_db_reads
 
     async def read_pings(stream: AsgiStream, count: int) -> None:
         while stream.body.count(b": ping\n\n") < count:
