@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Generic, TypeVar
 
 from django.db import transaction
+from django.db.models import Model
+from django.db.models.signals import post_delete, post_save
 
 V = TypeVar("V")
 _memos: list[Memo] = []
@@ -60,6 +62,20 @@ class Memo(Generic[V]):
     def _drop(self) -> None:
         self._generation = next(self._generations)
         self._entries.clear()
+
+
+def memos_forget_on_change(forget: Callable[[], None], models: Iterable[type[Model]]) -> None:
+    """Call `forget` after every save or delete of `models` in this process, so a change made here
+    is seen at once. Wired once per memo by its app's `AppConfig.ready()`. An UPDATE or a bulk
+    write sends no signal: the service that makes one calls `forget` itself."""
+
+    def receiver(**kwargs: object) -> None:
+        forget()
+
+    uid = f"memo-forget:{forget.__module__}.{forget.__qualname__}"  # per sender: ready() may run twice
+    for model in models:
+        for signal in (post_save, post_delete):
+            signal.connect(receiver, sender=model, weak=False, dispatch_uid=uid)
 
 
 def memos_forget_all() -> None:

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from arkloop import memo
 from arkloop.memo import Memo
-from arkloop.models import ApiKey
+from arkloop.models import ApiKey, Membership, Org, User
 from personas.models import Persona, Route
 from tests.runs.stories import thread_with_question
 
@@ -145,3 +145,35 @@ def test_a_route_saved_in_this_process_is_seen_at_once(alice, clock):
     route.save()
     refused = alice.client.post(f"/v1/threads/{thread_with_question(alice)}/runs", {"route_id": "spare"})
     assert refused.status_code == 422 and "route_id" in refused.json()["details"]["fields"]
+
+
+def memo_named(name: str) -> Memo:
+    return next(kept for kept in memo._memos if kept.name == name)
+
+
+# A row of each model whose memo is wired by its app's ready(); a fresh one where deleting a
+# shared row would cascade to rows of another wired model (and forget for that model's sake).
+ROWS = {
+    "api key": (lambda alice: alice.membership.api_keys.get(), ["principals"]),
+    "membership": (lambda alice: Membership.objects.create(org=alice.org, user=User.objects.create(username="m")),
+                   ["principals"]),
+    "org": (lambda alice: Org.objects.create(slug="initech"), ["principals"]),
+    "user": (lambda alice: User.objects.create(username="u"), ["principals"]),
+    "persona": (lambda alice: Persona.objects.get(key="careful"), ["personas", "routes"]),
+    "route": (lambda alice: Route.objects.create(id="spare", provider="stub", model="stub-spare"),
+              ["personas", "routes"]),
+}
+
+
+@pytest.mark.parametrize("row", ROWS)
+def test_a_save_or_a_delete_in_this_process_forgets_the_memos_that_hold_the_row(alice, clock, settings, row):
+    settings.ARKLOOP_AUTH_CACHE_SECONDS = settings.ARKLOOP_PERSONA_CACHE_SECONDS = 5
+    make, names = ROWS[row]
+    instance = make(alice)
+    for change in (instance.save, instance.delete):
+        memos = [memo_named(name) for name in names]
+        assert [kept.get("probe", lambda: "old") for kept in memos] == ["old"] * len(memos)
+        assert [kept.get("probe", lambda: "new") for kept in memos] == ["old"] * len(memos)  # kept
+        change()
+        assert [kept.get("probe", lambda: "new") for kept in memos] == ["new"] * len(memos), change.__name__
+        memo.memos_forget_all()
