@@ -26,7 +26,7 @@ from runs.runner.budget import Budget
 from runs.runner.providers.base import Entry
 from runs.runner.state import RunLog, log_replay
 from runs.runner.tools import REGISTRY, tool_specs
-from runs.runner.window import CHARS_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, input_budget
+from runs.runner.window import CHARS_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, input_budget, message_tokens
 from threads.models import Message
 
 MAX_FALLBACKS = 3
@@ -168,7 +168,7 @@ def conversation_load(run: Run, *, max_tokens: int) -> tuple[list[Entry], int]:
         rows = list(page.annotate(size=Length("content")).order_by("-created_at", "-id")
                     .values_list("created_at", "id", "size")[:PAGE])
         for created_at, pk, size in rows:
-            cost = MESSAGE_OVERHEAD_TOKENS + size // CHARS_PER_TOKEN + 1  # window.entry_tokens, from the size
+            cost = message_tokens(size)
             if cursor is not None and used + cost > max_tokens:
                 full = True
                 break
@@ -190,7 +190,13 @@ def _visible_messages(run: Run) -> QuerySet[Message]:
 def _first_page_postgres(run: Run, *, max_tokens: int) -> tuple[list[Entry], int] | None:
     """`conversation_load`'s first page in one query: the newest PAGE messages' estimated tokens
     summed newest first, contents only for those kept. None when all PAGE of them fit (the
-    window may take older ones: the paged reading decides)."""
+    window may take older ones: the paged reading decides).
+
+    `used` restates runs.runner.window.message_tokens in SQL (overhead + length // chars per
+    token + 1, the constants passed from there): the sum decides which contents the query sends,
+    so it cannot be left to Python without loading every content of the page. Change both
+    together; tests/runner/test_context_window.py checks they agree on odd texts.
+    """
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT role, CASE WHEN n = 1 OR used <= %s THEN content END, n = 1 OR used <= %s FROM ("

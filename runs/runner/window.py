@@ -22,9 +22,20 @@ def estimate_tokens(text: str) -> int:
     return len(text) // CHARS_PER_TOKEN + 1
 
 
+def message_tokens(chars: int) -> int:
+    """`entry_tokens` of an entry without tool calls whose content is `chars` characters long: a
+    thread message (messages carry no tool calls), sized by the database without loading it.
+
+    Restated in SQL, on `length(content)`, by runs.runner.context._first_page_postgres (the
+    conversation's first page in one query needs the sum in the database); change both together —
+    tests/runner/test_context_window.py checks they agree.
+    """
+    return MESSAGE_OVERHEAD_TOKENS + chars // CHARS_PER_TOKEN + 1
+
+
 def entry_tokens(entry: Entry) -> int:
     calls = sum(estimate_tokens(call.name) + estimate_tokens(json.dumps(call.arguments)) for call in entry.tool_calls)
-    return MESSAGE_OVERHEAD_TOKENS + estimate_tokens(entry.content) + calls
+    return message_tokens(len(entry.content)) + calls
 
 
 def input_budget(*, context_window: int, max_tokens: int | None, system_prompt: str, tools: Sequence[ToolSpec]) -> int:

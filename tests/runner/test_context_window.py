@@ -3,15 +3,18 @@ context window, `run.context.truncated` says how many were left out, and the run
 of the thread than it can send."""
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from personas.models import Route
 from runs.models import Run
+from runs.runner import context
 from runs.runner.context import conversation_load
 from runs.runner.providers.base import Entry
-from runs.runner.window import window_fit
+from runs.runner.window import entry_tokens, window_fit
 from tests.runner.helpers import answer, assert_gapless, of_type, run, run_once, start
 from tests.runner.processes import RunnerProcess, wait_until
 from threads.models import Message, Thread
@@ -69,3 +72,34 @@ def test_fitting_never_starts_with_a_tool_outcome_and_always_keeps_the_newest():
     assert window_fit(entries, budget=60) == ([entries[-1]], 4)
     kept, dropped = window_fit(entries, budget=1200)
     assert kept[0].role != "tool" and kept[-1] is entries[-1]
+
+
+# Texts whose length in characters is not their length in bytes, or sits either side of a
+# multiple of CHARS_PER_TOKEN: empty, combining accents, CJK, emoji outside the BMP, a ZWJ sequence.
+ODD_TEXTS = ["", "a", "abc", "abcd", "abcde", "ééé", "éééé", "e\u0301" * 3, "日本語のテキストです",
+             "🙂" * 7, "👨\u200d👩\u200d👧", "\r\n\t ", "x" * 401]
+
+
+def deciding_budgets(entries: list[Entry]) -> list[int]:
+    """Every budget where the window's choice changes: each sum of the newest entries' tokens, and one less."""
+    sums = itertools.accumulate(entry_tokens(entry) for entry in reversed(entries))
+    return sorted({budget for total in sums for budget in (total - 1, total)})
+
+
+@pytest.mark.parametrize("page", [context.PAGE, 3])
+def test_the_database_sizes_odd_texts_as_entry_tokens_does(alice, monkeypatch, page):
+    """The window chosen from sizes the database computes — on PostgreSQL the first page's SQL sum,
+    on either database the paged reading's length() — is the one window_fit chooses from the texts,
+    at every budget where the choice changes (page 3: the paged reading, over several pages).
+    A thread's messages carry no tool calls, so the database never has to size one."""
+    monkeypatch.setattr(context, "PAGE", page)
+    thread = Thread.objects.create(org=alice.org, created_by=alice.user, title="odd")
+    for index, text in enumerate(ODD_TEXTS):
+        Message.objects.create(thread=thread, role="user" if index % 2 == 0 else "assistant", content=text)
+    _, run_id = start(alice, "é🙂?", thread_id=str(thread.pk))
+    the_run = Run.objects.get(pk=run_id)
+    entries = [Entry(role=role, content=content) for role, content
+               in Message.objects.filter(thread=thread).order_by("created_at", "id").values_list("role", "content")]
+    assert len(entries) == len(ODD_TEXTS) + 1
+    for budget in deciding_budgets(entries):
+        assert conversation_load(the_run, max_tokens=budget) == window_fit(entries, budget), budget
