@@ -23,6 +23,9 @@ differs: once its sync part has started, a request runs to its end even if the c
 disconnects — as under WSGI, and as the idempotency middleware already ensures for keyed POSTs
 under Django's handler.
 
+Whether a view is synchronous is read from the request's URL match, which is then passed on in
+the scope: neither the pool's handler nor Django's resolves the URL again (arkloop/resolving.py).
+
 It relies on methods of Django's handlers (`ASGIHandler.read_body`, `create_request`,
 `send_response`; `BaseHandler.load_middleware`, `get_response`), which `check_django_handlers`
 verifies when the process starts (Django is pinned in requirements.txt).
@@ -43,7 +46,9 @@ from django.core.exceptions import ImproperlyConfigured, RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
 from django.http import HttpResponse
-from django.urls import Resolver404, resolve, set_script_prefix
+from django.urls import set_script_prefix
+
+from arkloop.resolving import ResolvedOnce, check_resolve_request, scope_match
 
 # The handler methods used here, with the parameters they are called with.
 _USED = {
@@ -65,21 +70,13 @@ def check_django_handlers() -> None:
                 "pin the Django of requirements.txt or set ARKLOOP_REQUEST_THREADS=0")
 
 
-class _SyncHandler(BaseHandler):
-    """Django's request cycle with the middleware chain built in its synchronous form."""
+class _SyncHandler(ResolvedOnce, BaseHandler):
+    """Django's request cycle with the middleware chain built in its synchronous form, resolving
+    the URL only when the scope does not carry its match (arkloop/resolving.py)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.load_middleware(is_async=False)
-
-
-def _is_sync_view(scope: dict) -> bool:
-    path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
-    try:
-        match = resolve(path)
-    except Resolver404:
-        return True  # no view: Django answers 404 through the synchronous chain as well
-    return not iscoroutinefunction(match.func)
 
 
 class SyncViewsInThreads:
@@ -88,6 +85,7 @@ class SyncViewsInThreads:
 
     def __init__(self, django_app: ASGIHandler, *, threads: int) -> None:
         check_django_handlers()
+        check_resolve_request()
         self.django_app = django_app
         self.handler = _SyncHandler()
         self.threads = threads
@@ -95,9 +93,14 @@ class SyncViewsInThreads:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="arkloop-request")
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or self.busy >= self.threads or not _is_sync_view(scope):
-            await self.django_app(scope, receive, send)
-            return
+        if scope["type"] == "http" and self.busy < self.threads:
+            scope, match = scope_match(scope)  # passed on in the scope: whoever serves it resolves no more
+            if match is None or not iscoroutinefunction(match.func):  # no view: Django's 404 is sync too
+                await self._serve(scope, receive, send)
+                return
+        await self.django_app(scope, receive, send)
+
+    async def _serve(self, scope: dict, receive: Callable, send: Callable) -> None:
         self.busy += 1
         try:
             try:

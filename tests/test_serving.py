@@ -7,14 +7,19 @@ handler, answers compared.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest
+from django.core.handlers.base import BaseHandler
+from django.urls import Resolver404, get_resolver, set_urlconf
 
-from arkloop import serving
+from arkloop import resolving, serving
+from arkloop.resolving import ResolvedOnce, scope_match
 from arkloop.serving import SyncViewsInThreads, check_django_handlers
+from runs.stream.selectors import stream_db
 from tests.conftest import make_actor
 
 # Headers whose values differ from one answer to the next whoever serves it.
@@ -135,3 +140,90 @@ def test_the_startup_check_passes_on_the_pinned_django_and_fails_loudly_otherwis
     monkeypatch.setattr(serving, "_USED", used)
     with pytest.raises(ImproperlyConfigured, match="send_response"):
         check_django_handlers()
+
+
+@pytest.fixture
+def resolves(monkeypatch) -> list[str]:
+    """The paths the URL map is asked to resolve, by anyone (the lean stream path, the pool,
+    Django's handlers): a wrapper around the root resolver, which `resolve()` and Django's
+    `resolve_request` both use."""
+    resolver = get_resolver()
+    paths: list[str] = []
+
+    def counting(path: str):
+        paths.append(path)
+        return original(path)
+
+    original = resolver.resolve
+    monkeypatch.setattr(resolver, "resolve", counting)
+    return paths
+
+
+@pytest.fixture
+def finished_run(alice_tx):
+    from tests.stream.conftest import make_run
+
+    run = make_run(alice_tx, events=1, finish="run.completed")
+    yield run
+    stream_db.close()  # the stream's DB threads keep connections open: close them for the database to go
+
+
+STREAM = "/v1/runs/{run_id}/events"
+ONCE = [  # through every path of the ASGI stack (arkloop/asgi.py): the pool, the lean stream path, Django's handler
+    ("GET", "/v1/threads", None, 200),
+    ("POST", "/v1/threads", b'{"title": "once"}', 201),
+    ("GET", STREAM, None, 200),  # served by the lean path
+    ("GET", STREAM.format(run_id="00000000-0000-0000-0000-000000000000"), None, 404),  # declined: Django's handler
+    ("HEAD", STREAM, None, 405),  # not for the lean path: Django's handler answers
+    ("GET", "/not-a-route", None, 404),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status"), ONCE)
+@pytest.mark.parametrize("pool", ["free", "busy"])
+def test_each_request_resolves_its_url_once(monkeypatch, resolves, alice_tx, finished_run, method, path, body,
+                                             status, pool):
+    from arkloop.asgi import application, django_app
+
+    if pool == "busy":  # every pool thread is serving a request: the overflow goes to Django's handler
+        monkeypatch.setattr(django_app, "busy", django_app.threads)
+    path = path.format(run_id=finished_run.id)
+    headers = {**alice_tx.auth, "content-type": "application/json", "host": "127.0.0.1"}
+    assert call(application, method, path, headers=headers, body=body or b"")["status"] == status
+    assert resolves == [path]
+
+
+class _Handler(ResolvedOnce, BaseHandler):
+    pass
+
+
+def test_the_match_a_scope_carries_is_used_only_for_the_path_and_urlconf_django_would_resolve(resolves):
+    handler = _Handler()
+    carried, match = scope_match(scope("GET", "/v1/threads", {}, b""))
+    assert handler.resolve_request(ASGIRequest(carried, io.BytesIO())) is match
+    assert resolves == ["/v1/threads"]
+
+    moved = ASGIRequest(carried, io.BytesIO())
+    moved.path_info = "/v1/api-keys"  # as a middleware might: Django resolves what it would have
+    assert handler.resolve_request(moved).url_name == "api-key-list"
+    assert resolves == ["/v1/threads", "/v1/api-keys"]
+
+    crash, catch_all = scope_match(scope("GET", "/v1/_crash", {}, b""))
+    elsewhere = ASGIRequest(crash, io.BytesIO())
+    elsewhere.urlconf = "tests.crash_urls"  # as a middleware might: resolved in that URLconf
+    try:
+        assert handler.resolve_request(elsewhere).route == "v1/_crash" != catch_all.route
+    finally:
+        set_urlconf(None)
+
+    nowhere, match = scope_match(scope("GET", "/not-a-route", {}, b""))
+    with pytest.raises(Resolver404):
+        handler.resolve_request(ASGIRequest(nowhere, io.BytesIO()))
+    assert match is None and resolves == ["/v1/threads", "/v1/api-keys", "/v1/_crash", "/not-a-route"]
+
+
+def test_resolving_once_refuses_to_start_on_another_resolve_request(monkeypatch):
+    resolving.check_resolve_request()
+    monkeypatch.setattr(resolving, "_EXPECTED_SOURCES", {"BaseHandler.resolve_request": "0" * 64})
+    with pytest.raises(RuntimeError, match="resolve_request"):
+        resolving.get_asgi_application()

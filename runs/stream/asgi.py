@@ -28,9 +28,10 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
-from django.urls import Resolver404, resolve
+from django.urls import ResolverMatch
 
 from arkloop import metrics, otel
+from arkloop.resolving import scope_match
 from arkloop.tracing import request_trace_id, set_trace_id
 from runs.stream.limits import SlotHeldStream
 from runs.stream.transport import chunk_writer
@@ -51,7 +52,11 @@ class EventStreamFastPath:
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         started = time.perf_counter()
-        run_id = _stream_run_id(scope)
+        if scope["type"] != "http":
+            await self.django_app(scope, receive, send)
+            return
+        scope, match = scope_match(scope)  # passed on in the scope: the apps behind resolve no more
+        run_id = _stream_run_id(scope, match)
         opened = await _open(scope, run_id) if run_id is not None else None
         if opened is None:
             await self.django_app(scope, receive, send)
@@ -81,16 +86,11 @@ def _stream_span(request: HttpRequest) -> Iterator[None]:
         yield
 
 
-def _stream_run_id(scope: dict) -> str | None:
+def _stream_run_id(scope: dict, match: ResolverMatch | None) -> str | None:
     """The run id when this is a GET of the event stream URL (Django's URL map decides)."""
-    if scope["type"] != "http" or scope["method"] != "GET":
+    if scope["method"] != "GET" or match is None or match.func is not run_events:
         return None
-    path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
-    try:
-        match = resolve(path)
-    except Resolver404:
-        return None
-    return match.kwargs.get("run_id") if match.func is run_events else None
+    return match.kwargs.get("run_id")
 
 
 async def _open(scope: dict, run_id: str) -> tuple[HttpRequest, SlotHeldStream] | None:
