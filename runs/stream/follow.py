@@ -140,16 +140,16 @@ async def _resync(cursor: _Cursor) -> AsyncIterator[bytes]:
 
 
 def _live(cursor: _Cursor, subscription: Subscription, heartbeat: _Heartbeat,
-          write: ChunkWriter) -> Callable[[Frame], bool | None]:
-    """What the hub calls with each frame while this stream is live: the next frame is written at
+          write: ChunkWriter) -> Callable[[Frame, bytes], bool | None]:
+    """What the hub calls with each frame (and its chunk) while this stream is live: the next frame is written at
     once (True; the hub counts it), one sent already is dropped (False), anything else is left to
     the task (None). After the terminal frame the frame is also queued, which wakes the task to
     end the response (it was sent: the task drops it)."""
 
-    def live(frame: Frame) -> bool | None:
+    def live(frame: Frame, chunk: bytes) -> bool | None:
         if frame.seq <= cursor.seq and not frame.terminal:
             return False  # read by the replay, then announced
-        if frame.seq != cursor.seq + 1 or not write(frame.chunk, len(frame.body)):
+        if frame.seq != cursor.seq + 1 or not write(chunk, len(frame.body)):
             return None
         cursor.take(frame)
         heartbeat.sent()

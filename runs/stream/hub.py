@@ -26,7 +26,7 @@ from typing import Final
 
 from arkloop.metrics import SSE_EVENTS_DIRECT, SSE_EVENTS_SENT
 from runs.stream.selectors import events_after, stream_db
-from runs.stream.sse import Frame
+from runs.stream.sse import Frame, http_chunk
 
 log = logging.getLogger("arkloop.stream")
 
@@ -46,20 +46,22 @@ class Subscription:
     """One stream's interest in one run.
 
     `live`, when the stream sets it (it is caught up and its queue is empty), takes a frame and
-    returns True (written to the client at once), False (dropped: the stream sent it already) or
-    None (not taken). From the first item it does not take, `live` is cleared and items queue
-    until the stream's task has sent them and sets it again: frames never overtake each other.
+    its HTTP/1.1 chunk (framed once by the hub for every follower) and returns True (written to
+    the client at once), False (dropped: the stream sent it already) or None (not taken). From
+    the first item it does not take, `live` is cleared and items queue until the stream's task
+    has sent them and sets it again: frames never overtake each other.
     """
 
     run_id: str
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=QUEUE_SIZE))
-    live: Callable[[Frame], bool | None] | None = None
+    live: Callable[[Frame, bytes], bool | None] | None = None
 
-    def deliver(self, item: Frame | _Resync) -> bool:
-        """Hand over one item; True if it was written to the client already."""
+    def deliver(self, item: Frame | _Resync, chunk: bytes | None = None) -> bool:
+        """Hand over one item; True if it was written to the client already. `chunk`: the frame
+        as an HTTP/1.1 chunk, which `live` may write (without one the item is queued)."""
         if self.live is not None:
             try:
-                taken = self.live(item) if item is not RESYNC else None
+                taken = self.live(item, chunk) if chunk is not None else None
                 if taken is not None:
                     return taken
             except Exception:
@@ -166,9 +168,11 @@ class Hub:
 
     @staticmethod
     def _deliver(channel: _RunChannel, item: Frame | _Resync) -> None:
+        # Framed once per event, for every stream it is written to directly (a replay needs none).
+        chunk = http_chunk(item.body) if isinstance(item, Frame) else None
         written = 0
         for subscription in list(channel.subscribers):  # a copy: nothing may change the set mid-way
-            written += subscription.deliver(item)
+            written += subscription.deliver(item, chunk)
         if written:  # the streams' tasks count what they send themselves
             SSE_EVENTS_SENT.inc(written)
             SSE_EVENTS_DIRECT.inc(written)

@@ -1,14 +1,16 @@
 """Server-Sent Events framing: one run event → one `id/event/data` frame, rendered once.
 
 A frame is rendered to bytes a single time (by the hub, or by a stream's replay) and shared by
-every stream that sends it, so fan-out to many followers costs no extra JSON encoding. So is its
-HTTP/1.1 chunk, which the hub writes to live streams under Daphne (runs/stream/transport.py).
+every stream that sends it, so fan-out to many followers costs no extra JSON encoding. The hub
+also frames each event it fans out as one HTTP/1.1 chunk (`http_chunk`), shared by every live
+stream it writes to under Daphne (runs/stream/transport.py); a replay's frames go through `send`
+and are never framed here.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -21,16 +23,11 @@ PING = b": ping\n\n"
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One rendered event: its seq, whether it ends the run, the bytes to send, and those bytes
-    framed as an HTTP/1.1 chunk."""
+    """One rendered event: its seq, whether it ends the run, and the bytes to send."""
 
     seq: int
     terminal: bool
     body: bytes
-    chunk: bytes = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "chunk", http_chunk(self.body))
 
 
 def http_chunk(body: bytes) -> bytes:

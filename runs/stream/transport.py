@@ -8,8 +8,8 @@ the socket write, was most of Daphne's CPU per delivered event (docs/performance
 stream is live (caught up, its queue empty) the hub writes each next frame itself through the
 function `chunk_writer(send)` returns:
 
-- the frame's HTTP/1.1 chunk, framed once per event and shared by every follower
-  (`runs.stream.sse.Frame.chunk`), is what Twisted's `Request.write` would send;
+- the frame's HTTP/1.1 chunk, framed once per event by the hub and shared by every follower
+  (`runs.stream.sse.http_chunk`), is what Twisted's `Request.write` would send;
 - it goes to the socket at once with `send()` when the transport has nothing buffered (what
   asyncio's own transports do); whatever the kernel did not take, or an error, goes to Twisted's
   buffered `write`, so ordering, back-pressure and connection-loss handling stay Twisted's, and
@@ -74,7 +74,7 @@ def check_daphne() -> None:
 
 def chunk_writer(send: Callable) -> ChunkWriter | None:
     """For Daphne's `send` of a chunked response whose head is written: `write(chunk, size)`
-    sends a `Frame.chunk` of a `size`-byte body and returns True, or returns False (writing
+    sends the HTTP/1.1 chunk of a `size`-byte body (`http_chunk`) and returns True, or returns False (writing
     nothing) once the response is finished or the client gone. None for anything else."""
     if _daphne is None or not isinstance(send, functools.partial) or len(send.args) != 1:
         return None

@@ -155,6 +155,29 @@ def test_an_overflowing_queue_is_replaced_by_one_resync(monkeypatch):
     assert subscription.queue.qsize() == 1 and subscription.queue.get_nowait() is RESYNC
 
 
+def test_the_hub_frames_each_event_once_for_every_live_follower():
+    """The HTTP/1.1 chunk is framed by the hub, one per event, and the same bytes go to every live
+    follower; a follower that is not live gets the frame in its queue, and a RESYNC is never written."""
+    written: list[tuple[Frame, bytes]] = []
+
+    def live(frame: Frame, chunk: bytes) -> bool:
+        written.append((frame, chunk))
+        return True
+
+    channel = hub._RunChannel()
+    followers = [Subscription(run_id="r") for _ in range(3)]
+    followers[0].live = followers[1].live = live
+    channel.subscribers.update(followers)
+    frame = Frame(seq=2, terminal=False, body=b"id: 2\nevent: message.delta\ndata: {}\n\n")
+    hub.Hub._deliver(channel, frame)
+    (first, chunk), (second, again) = written
+    assert first is second is frame and chunk is again
+    assert chunk == b"25\r\n" + frame.body + b"\r\n"  # 0x25 = 37 bytes, as Twisted's toChunk frames them
+    assert followers[2].queue.get_nowait() is frame
+    hub.Hub._deliver(channel, RESYNC)
+    assert len(written) == 2 and all(follower.queue.get_nowait() is RESYNC for follower in followers)
+
+
 def test_resync_reaches_every_subscriber():
     async def scenario() -> None:
         the_hub = hub.Hub()
