@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import NamedTuple
 
 from django.http import HttpRequest, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from arkloop.authentication import Principal, principal_from_header
 from arkloop.errors import ApiError, ValidationFailed
@@ -103,6 +104,8 @@ def sse_response(body: AsyncIterator[bytes]) -> StreamingHttpResponse:
     return response
 
 
+@csrf_exempt  # authenticated by its Authorization header only, never a cookie (as the DRF views)
 async def run_events(request: HttpRequest, run_id: str) -> StreamingHttpResponse:
-    """The view. Under Daphne, successful GETs take runs.stream.asgi's lean path instead."""
+    """The view. Under Daphne, successful GETs take runs.stream.asgi's lean path instead; other
+    methods get the 405 envelope from here (not Django's CSRF page)."""
     return sse_response(await open_run_events(request, run_id))

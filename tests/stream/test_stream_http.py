@@ -47,6 +47,18 @@ def test_replay_of_a_finished_run_sends_every_event_then_closes(live_server, ali
     assert [f.event for f in frames] == ["run.started"] + ["message.delta"] * 3 + ["run.completed"]
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_other_methods_get_the_405_envelope_over_real_http(live_server, alice, method):
+    """Not Django's CSRF page: the stream is authenticated by its header, like the rest of the API."""
+    run = make_run(alice, events=1)
+    response = httpx.request(method, events_url(live_server.url, run.id), headers=alice.auth, json={},
+                             timeout=TIMEOUT)
+    assert response.status_code == 405 and response.headers["allow"] == "GET"
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["code"] == "http.method_not_allowed"
+    assert RunEvent.objects.filter(run=run).count() == 2  # nothing changed
+
+
 def test_each_frame_carries_the_event_as_one_line_of_json(live_server, alice):
     run = make_run(alice, finish="run.failed")
     _, frames = read_all(events_url(live_server.url, run.id), alice.auth)
