@@ -5,7 +5,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Q, QuerySet
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 
 from arkloop.errors import ValidationFailed
@@ -60,6 +62,19 @@ def utf8_bytes_validator(*, max_bytes: int):
             raise serializers.ValidationError(f"must be at most {max_bytes} bytes of UTF-8")
 
     return validate
+
+
+class JsonWhateverTheAccept(DefaultContentNegotiation):
+    """The API speaks JSON only: an `Accept` no renderer matches (`text/html`, `application/xml`,
+    bytes that are no media type) gets the view's first renderer, as DRF does for errors, instead
+    of DRF's NotAcceptable, which no code of SPEC §1 covers (it was a 500)."""
+
+    def select_renderer(self, request: Request, renderers: list[BaseRenderer],
+                        format_suffix: str | None = None) -> tuple[BaseRenderer, str]:
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except exceptions.NotAcceptable:
+            return renderers[0], renderers[0].media_type
 
 
 def check_limit(request: Request) -> int:

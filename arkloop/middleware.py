@@ -97,8 +97,17 @@ class TraceIdMiddleware(HybridMiddleware):
         return response
 
 
+# Codes for the error pages Django itself answers with (SPEC §1's, and `http.bad_request` for the
+# 400 of a request Django refuses outright, such as a Host header that names no valid host).
+_CODE_OF_STATUS = {400: ("http.bad_request", "bad request"), 403: ("auth.forbidden", "forbidden"),
+                   404: ("http.not_found", "not found"), 405: ("http.method_not_allowed", "method not allowed"),
+                   413: ("validation.body_too_large", "the request body is too large")}
+
+
 class ApiErrorMiddleware(HybridMiddleware):
-    """Under /v1: 422 for query text no field may hold, and the envelope for any crash.
+    """Under /v1: 422 for query text no field may hold, the envelope for any crash, and the
+    envelope in place of any error page Django renders in HTML (its 400 for a bad Host header, a
+    CSRF 403) — a client of the API never gets HTML.
 
     (Bodies over the limit never get here: arkloop.body answers them.)
     """
@@ -111,6 +120,17 @@ class ApiErrorMiddleware(HybridMiddleware):
         except ApiError as error:
             return error_response(error)
         return None
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if (response.status_code < 400 or not _is_api(request)
+                or response.get("Content-Type", "").startswith("application/json")):
+            return response
+        status = response.status_code
+        code, message = _CODE_OF_STATUS.get(status) or (("internal.error", "internal error") if status >= 500
+                                                         else _CODE_OF_STATUS[400])
+        error = ApiError(code, message, headers={"Allow": response["Allow"]} if response.has_header("Allow") else {})
+        error.status = status
+        return error_response(error)
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         if not _is_api(request):

@@ -15,8 +15,9 @@ v1 = [
     path("auth/token", AccessTokenView.as_view(), name="auth-token"),
     path("openapi.json", SpectacularJSONAPIView.as_view(permission_classes=[], authentication_classes=[]),
          name="openapi"),
-    path("docs", SpectacularSwaggerView.as_view(url_name="openapi", permission_classes=[],
-                                                authentication_classes=[]), name="docs"),
+    # metadata_class=None: OPTIONS is a 405, not DRF's metadata rendered by the page's HTML renderer (a 500).
+    path("docs", SpectacularSwaggerView.as_view(url_name="openapi", permission_classes=[], authentication_classes=[],
+                                                metadata_class=None), name="docs"),
     path("", include("threads.urls")),
     path("", include("personas.urls")),
     path("", include("runs.stream.urls")),
