@@ -12,12 +12,14 @@ otel.configure(service_name="arkloop-api", django=True)
 from arkloop.body import BodyLimit  # noqa: E402
 from arkloop.connection_close import honor_connection_close  # noqa: E402
 from arkloop.daphne_body_limit import limit_daphne_request_bodies  # noqa: E402
+from arkloop.daphne_errors import envelope_daphne_errors  # noqa: E402
 from arkloop.resolving import get_asgi_application  # noqa: E402  (Django's, resolving each URL once)
 from runs.stream.transport import check_daphne  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 honor_connection_close()
 limit_daphne_request_bodies()
+envelope_daphne_errors()
 check_daphne()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)

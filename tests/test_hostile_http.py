@@ -12,6 +12,7 @@ import re
 import httpx
 import pytest
 
+from arkloop import daphne_errors
 from tests.rawhttp import connect, exchange, request
 from threads.models import Message
 
@@ -91,9 +92,15 @@ def test_an_accept_header_no_renderer_matches_still_gets_json(world):
             assert response.headers["content-type"] == "application/json"
 
 
+GET = b"GET /v1/threads HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 # The request head, and whether the refusal comes after the headers are read (it honours `traceparent`).
 REFUSED_BEFORE_THE_APP = [
     pytest.param(b"GET /v1/threads HTTP/1.1\r\nHost: exa mple\r\n", True, id="host-django-refuses"),
+    pytest.param(GET + b"X-Odd: a\x0bb\r\n", True, id="header-value-daphne-refuses"),
+    pytest.param(GET + b"Last-Event-ID: \x00\r\n", False, id="nul-in-a-header"),
+    pytest.param(GET + b"Bad Name: x\r\n", False, id="header-name-not-a-token"),
+    pytest.param(b"GET /v1/threads/\xff HTTP/1.1\r\nHost: 127.0.0.1\r\n", False, id="path-byte-not-ascii"),
+    pytest.param(b"GET /v1/runs?model=\xe9 HTTP/1.1\r\nHost: 127.0.0.1\r\n", False, id="query-byte-not-ascii"),
 ]
 
 
@@ -106,3 +113,22 @@ def test_requests_refused_before_the_api_runs_get_the_400_envelope(world, head, 
     assert response.status == 400
     assert_envelope(response.status, response.headers, response.body, "http.bad_request")
     assert (response.headers["x-trace-id"] == TRACE_ID) == after_headers
+
+
+def test_a_multipart_post_twisted_cannot_parse_reaches_the_api(world):
+    """Twisted parsed form bodies for resources Daphne never uses; one without a boundary was a bare 400."""
+    raw = request("POST", "/v1/threads", {**world["auth"], "Content-Type": "multipart/form-data",
+                                          "Connection": "close"}, b"not multipart")
+    response = exchange(world["url"], raw)
+    assert response.status == 415
+    assert_envelope(response.status, response.headers, response.body, "validation.error")
+
+
+def test_startup_check_refuses_daphne_code_it_was_not_written_for(monkeypatch):
+    from daphne.http_protocol import WebRequest
+    from twisted.web import http
+
+    daphne_errors._check(WebRequest, http)  # the pinned Daphne and Twisted pass
+    monkeypatch.setitem(daphne_errors._EXPECTED_SOURCES, "WebRequest.basic_error", "0" * 64)
+    with pytest.raises(RuntimeError, match="WebRequest.basic_error"):
+        daphne_errors._check(WebRequest, http)

@@ -1,0 +1,87 @@
+"""Under Daphne, the requests the server refuses before the application sees them get the JSON
+error envelope too, not an HTML page or a bare status line.
+
+Daphne answers some requests itself, with an HTML page (`WebRequest.basic_error`): a header value
+holding one of the bytes it refuses (\\x0b, \\x0c, \\x1c-\\x1e, \\x85) (400); an application
+crash (500) or timeout (503). Twisted, below it, answers a request it cannot parse with a bare
+`400 Bad Request` and no body (`HTTPChannel._respondToBadRequestAndDisconnect`): a NUL in a
+header, a header name that is no token, a raw non-ASCII byte in the path or query, more than 500
+headers or 16 KiB of them — and a POST declared `multipart/form-data` whose body is no valid
+multipart, because Twisted parses form bodies into `request.args` for its own resources. Daphne
+never reads `args` (it hands the application the raw body), so that parsing is switched off
+(`parsePOSTFormSubmission`, Twisted's own switch): such a body reaches the API, which answers
+415 `validation.error` like any body that is not JSON, and no form body is parsed twice.
+
+The other refusals become the envelope: 400 `http.bad_request` (Daphne's reason as the message), 5xx
+`internal.error`, each with an `X-Trace-Id` (the request's valid `traceparent` one, else new).
+The code patched or relied on is checked at startup (arkloop/patching.py); Daphne and Twisted are
+pinned in requirements.txt.
+"""
+from __future__ import annotations
+
+import json
+
+from arkloop import patching
+from arkloop.errors import envelope
+from arkloop.tracing import request_trace_id, set_trace_id
+
+# sha256 of the source of the Daphne 4.2.3 / Twisted 26.10.0 code this patch replaces or relies on.
+_EXPECTED_SOURCES = {
+    "WebRequest.basic_error": "a30bd3065c84ceb61311ea507d88235edc46c1bf316e03e2af9f6d992c4d0cc9",
+    "HTTPChannel._respondToBadRequestAndDisconnect": "c7ccc0f4450a7d6b1fc41cf79bc17092c2331c2ef812b94403e805258ba7ff48",
+    "Request.requestReceived": "99ca6c5e24305de4a0cf1270a1cf624046cded1ceb23fb1c62bd743074f61d3f",
+}
+_patched = False
+
+
+def error_reply(status: int, reason: str, traceparent: bytes | None = None) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Headers and body of the envelope for a refusal the server makes before the application runs."""
+    trace_id = request_trace_id(traceparent.decode("latin-1") if traceparent else None)
+    set_trace_id(trace_id)
+    code, message = ("internal.error", "internal error") if status >= 500 else ("http.bad_request", reason)
+    body = json.dumps(envelope(code, message)).encode()
+    headers = [(b"Content-Type", b"application/json"), (b"Content-Length", str(len(body)).encode()),
+               (b"X-Trace-Id", trace_id.encode()), (b"X-Content-Type-Options", b"nosniff")]
+    return headers, body
+
+
+def _check(web_request, http) -> None:
+    owners = {"WebRequest": web_request, "HTTPChannel": http.HTTPChannel, "Request": http.Request}
+    patching.refuse("arkloop.daphne_errors", "the error answers of Daphne and Twisted",
+                    patching.changed(_EXPECTED_SOURCES, owners))
+
+
+def envelope_daphne_errors() -> None:
+    """Patch Daphne's request class and Twisted's channel once; a no-op when Daphne is not installed."""
+    global _patched
+    if _patched:
+        return
+    try:
+        from daphne.http_protocol import WebRequest
+        from twisted.web import http
+    except ImportError:  # another ASGI server: its own refusals are its own
+        return
+    _check(WebRequest, http)
+    received = vars(WebRequest).get("requestReceived", http.Request.requestReceived)
+
+    def basic_error(self, status: int, status_text: bytes, body: str) -> None:
+        traceparent = (self.requestHeaders.getRawHeaders(b"traceparent") or [None])[0]
+        headers, content = error_reply(status, body, traceparent)
+        self.handle_reply({"type": "http.response.start", "status": status, "headers": headers})
+        self.handle_reply({"type": "http.response.body", "body": content})
+
+    def respond_to_bad_request(self) -> None:
+        headers, content = error_reply(400, "the request could not be parsed as HTTP/1.1")
+        lines = [b"HTTP/1.1 400 Bad Request", *(name + b": " + value for name, value in headers), b"Connection: close"]
+        self.transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + content)
+        self.loseConnection()
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        self._parsePOSTFormSubmission = False  # Daphne reads the raw body, never Twisted's parsed args
+        return received(self, command, path, version)
+
+    WebRequest.basic_error = patching.mark(basic_error, WebRequest.basic_error)
+    http.HTTPChannel._respondToBadRequestAndDisconnect = patching.mark(
+        respond_to_bad_request, http.HTTPChannel._respondToBadRequestAndDisconnect)
+    WebRequest.requestReceived = patching.mark(requestReceived, http.Request.requestReceived)
+    _patched = True
