@@ -23,7 +23,7 @@ import json
 
 from arkloop import patching
 from arkloop.errors import envelope
-from arkloop.tracing import request_trace_id, set_trace_id
+from arkloop.tracing import request_trace_id
 
 # sha256 of the source of the Daphne 4.2.3 / Twisted 26.10.0 code this patch replaces or relies on.
 _EXPECTED_SOURCES = {
@@ -37,9 +37,9 @@ _patched = False
 def error_reply(status: int, reason: str, traceparent: bytes | None = None) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """Headers and body of the envelope for a refusal the server makes before the application runs."""
     trace_id = request_trace_id(traceparent.decode("latin-1") if traceparent else None)
-    set_trace_id(trace_id)
     code, message = ("internal.error", "internal error") if status >= 500 else ("http.bad_request", reason)
-    body = json.dumps(envelope(code, message)).encode()
+    # Not set_trace_id: this runs in the reactor's context, which outlives the request.
+    body = json.dumps({**envelope(code, message), "trace_id": trace_id}).encode()
     headers = [(b"Content-Type", b"application/json"), (b"Content-Length", str(len(body)).encode()),
                (b"X-Trace-Id", trace_id.encode()), (b"X-Content-Type-Options", b"nosniff")]
     return headers, body
