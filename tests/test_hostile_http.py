@@ -2,7 +2,8 @@
 bytes of the request line, an error is the JSON envelope with its trace id — never an HTML page,
 a bare status line or a 500 — and a method a route does not take changes nothing.
 
-Each test here was a hole found by such a sweep (docs/conventions.md lists them).
+Each test here was a hole found by such a sweep (docs/api-edge.md, "Methods, headers and request
+lines", lists them).
 """
 from __future__ import annotations
 
