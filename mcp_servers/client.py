@@ -10,6 +10,12 @@ session that is not up by then is `mcp.unavailable`; a call that has not answere
 call at once: the SDK aborts the request, the server sees the request go away, and the session's
 goodbye (a DELETE) is refused rather than sent, so a stalled server cannot hold the cancel up.
 
+Size: every byte from a server passes through `_Transport`, which counts it as it is read and
+closes the response past MAX_RESPONSE_BYTES (one HTTP response: a JSON body, or an SSE stream
+however long it keeps sending) or past MAX_SESSION_BYTES (all responses of one listing or call,
+every page of a listing included). The SDK would otherwise read a whole body into memory before
+anything here could look at its size, and the runner is shared by every org's runs.
+
 Addresses: the HTTP client is httpx2 (the SDK's) over `arkloop.outbound.PublicOnlyTransport2`,
 which connects only to public addresses unless ARKLOOP_ALLOW_PRIVATE_URLS is on, and never
 follows a redirect off the endpoint's origin (the SDK's rule).
@@ -36,6 +42,10 @@ from mcp_servers.config import McpFailure, McpTool, ServerConfig
 CLIENT_INFO = Implementation(name="arkloop-runs", version="1")
 MAX_LIST_PAGES = 20              # a server whose listing never ends cannot hang a run
 MAX_RESULT_BYTES = 1024 * 1024   # a tool result larger than this (as JSON) is refused, not stored
+# Bytes read from a server: a result of MAX_RESULT_BYTES fits one response with room for JSON escaping
+# (a text block of control characters doubles) and the protocol's framing; a listing fits all its pages.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+MAX_SESSION_BYTES = 8 * 1024 * 1024
 # The HTTP client's own timeouts sit behind the overall deadline, so that deadline decides the outcome.
 HTTP_TIMEOUT_MARGIN_SECONDS = 5
 _UNREACHABLE = (httpx2.TransportError, OSError, OutboundRefused, anyio.BrokenResourceError,
@@ -45,13 +55,16 @@ _UNREACHABLE = (httpx2.TransportError, OSError, OutboundRefused, anyio.BrokenRes
 async def mcp_tools_list(config: ServerConfig) -> list[McpTool]:
     """Every tool the server offers (all pages). Raises McpFailure("mcp.unavailable", …)."""
     tools: list[McpTool] | None = None
+    transport = _Transport()
     deadline = asyncio.timeout(config.timeout_seconds)
     try:
         async with deadline:
-            async with _session(config) as client:
+            async with _session(config, transport) as client:
                 tools = [_tool(tool) async for tool in _listing(client)]
     except Exception as exc:  # every way of not getting an answer is "unavailable"
         _raise_if_cancelled()
+        if transport.refusal is not None:
+            raise McpFailure("mcp.unavailable", f"MCP server {config.name!r} {transport.refusal}") from None
         if tools is None:
             raise _unavailable(config, exc, timed_out=deadline.expired()) from None
     return tools
@@ -61,14 +74,17 @@ async def mcp_tool_call(config: ServerConfig, name: str, arguments: dict[str, An
     """Call tool `name`: `{"content": [<MCP content blocks>], "is_error": bool}`, or McpFailure."""
     result: CallToolResult | None = None
     connected = False
+    transport = _Transport()
     deadline = asyncio.timeout(config.timeout_seconds)
     try:
         async with deadline:
-            async with _session(config) as client:
+            async with _session(config, transport) as client:
                 connected = True
                 result = await client.call_tool(name, arguments)
     except Exception as exc:  # classified below
         _raise_if_cancelled()
+        if transport.refusal is not None:
+            raise McpFailure("mcp.error", f"MCP server {config.name!r} {transport.refusal}") from None
         if result is None and not connected:
             raise _unavailable(config, exc, timed_out=deadline.expired()) from None
         if result is None:
@@ -84,28 +100,66 @@ def _raise_if_cancelled() -> None:
         raise asyncio.CancelledError()
 
 
+class ResponseRefused(httpx2.SSEError):
+    """A response was cut off (too large). An SSEError because that is the failure the SDK's SSE
+    reader takes as final: it resolves the request at once instead of reconnecting to the stream."""
+
+
 class _Transport(httpx2.AsyncBaseTransport):
-    """PublicOnlyTransport2 that can be told to refuse new requests while requests in flight go on."""
+    """PublicOnlyTransport2 for one session: caps the bytes read from the server (`refusal` then says
+    why, and every later request is refused too), and can be told to refuse new requests while
+    requests in flight go on."""
 
     def __init__(self) -> None:
         self.inner = PublicOnlyTransport2()
         self.closing = False
+        self.received = 0
+        self.refusal: str | None = None
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        if self.closing:
+        if self.closing or self.refusal is not None:
             raise httpx2.ConnectError("the session is being closed")
-        return await self.inner.handle_async_request(request)
+        response = await self.inner.handle_async_request(request)
+        response.stream = _CappedStream(response.stream, self)
+        return response
+
+    def count(self, response_bytes: int, chunk: int) -> None:
+        """Account for `chunk` more bytes; past a cap, ResponseRefused (the response is then closed)."""
+        self.received += chunk
+        if response_bytes > MAX_RESPONSE_BYTES:
+            self.refusal = f"sent more than {MAX_RESPONSE_BYTES} bytes in one response; it was cut off"
+        elif self.received > MAX_SESSION_BYTES:
+            self.refusal = f"sent more than {MAX_SESSION_BYTES} bytes in all for one listing or call; it was cut off"
+        if self.refusal is not None:
+            raise ResponseRefused(self.refusal)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _CappedStream(httpx2.AsyncByteStream):
+    """A response body, counted as it is read (before any of it is kept)."""
+
+    def __init__(self, inner: httpx2.AsyncByteStream, transport: _Transport) -> None:
+        self.inner = inner
+        self.transport = transport
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        received = 0
+        async for chunk in self.inner:
+            received += len(chunk)
+            self.transport.count(received, len(chunk))
+            yield chunk
 
     async def aclose(self) -> None:
         await self.inner.aclose()
 
 
 @asynccontextmanager
-async def _session(config: ServerConfig) -> AsyncIterator[Client]:
-    """An initialized MCP session with the server, closed at the end whatever happens."""
+async def _session(config: ServerConfig, transport: _Transport) -> AsyncIterator[Client]:
+    """An initialized MCP session with the server over `transport`, closed at the end whatever happens."""
     if config.problem:
         raise McpFailure("mcp.unavailable", f"MCP server {config.name!r}: {config.problem}")
-    transport = _Transport()
     timeout = httpx2.Timeout(config.timeout_seconds + HTTP_TIMEOUT_MARGIN_SECONDS)
     async with httpx2.AsyncClient(transport=transport, headers=config.headers, follow_redirects=False,
                                   timeout=timeout) as http:
