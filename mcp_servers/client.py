@@ -14,7 +14,8 @@ Size: every byte from a server passes through `_Transport`, which counts it as i
 closes the response past MAX_RESPONSE_BYTES (one HTTP response: a JSON body, or an SSE stream
 however long it keeps sending) or past MAX_SESSION_BYTES (all responses of one listing or call,
 every page of a listing included). The SDK would otherwise read a whole body into memory before
-anything here could look at its size, and the runner is shared by every org's runs.
+anything here could look at its size, and the runner is shared by every org's runs. Bodies must
+come uncompressed (a compressed one could grow past any cap after it was counted).
 
 Addresses: the HTTP client is httpx2 (the SDK's) over `arkloop.outbound.PublicOnlyTransport2`,
 which connects only to public addresses unless ARKLOOP_ALLOW_PRIVATE_URLS is on, and never
@@ -101,7 +102,7 @@ def _raise_if_cancelled() -> None:
 
 
 class ResponseRefused(httpx2.SSEError):
-    """A response was cut off (too large). An SSEError because that is the failure the SDK's SSE
+    """A response was cut off (too large, or compressed). An SSEError because that is the failure the SDK's SSE
     reader takes as final: it resolves the request at once instead of reconnecting to the stream."""
 
 
@@ -120,6 +121,11 @@ class _Transport(httpx2.AsyncBaseTransport):
         if self.closing or self.refusal is not None:
             raise httpx2.ConnectError("the session is being closed")
         response = await self.inner.handle_async_request(request)
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding != "identity":  # asked for identity: a compressed body could grow past the caps once counted
+            await response.aclose()
+            self.refusal = f"sent a compressed response (Content-Encoding: {encoding[:40]}), which is not accepted"
+            raise ResponseRefused(self.refusal)
         response.stream = _CappedStream(response.stream, self)
         return response
 
@@ -161,7 +167,9 @@ async def _session(config: ServerConfig, transport: _Transport) -> AsyncIterator
     if config.problem:
         raise McpFailure("mcp.unavailable", f"MCP server {config.name!r}: {config.problem}")
     timeout = httpx2.Timeout(config.timeout_seconds + HTTP_TIMEOUT_MARGIN_SECONDS)
-    async with httpx2.AsyncClient(transport=transport, headers=config.headers, follow_redirects=False,
+    headers = {name: value for name, value in config.headers.items() if name.lower() != "accept-encoding"}
+    headers["Accept-Encoding"] = "identity"  # bodies are counted as they come: see _Transport
+    async with httpx2.AsyncClient(transport=transport, headers=headers, follow_redirects=False,
                                   timeout=timeout) as http:
         async with Client(streamable_http_client(config.url, http_client=http), client_info=CLIENT_INFO,
                           cache=None) as client:

@@ -6,6 +6,7 @@ The URL's last path segment picks what it floods (`FloodServer.url(mode)`):
 - `length`  — `tools/call` is answered with a JSON body of `total` bytes announced by Content-Length;
 - `chunked` — `tools/call` is answered with chunks of JSON that stop only at `total` bytes;
 - `sse`     — `tools/call` is answered with an SSE stream of notifications until `total` bytes;
+- `gzip`    — `tools/call` is answered with a small result, gzip-compressed whatever was asked for;
 - `pages`   — `tools/list` is answered with pages of one tool with a PAGE_BYTES description each,
   every page naming a next one (up to `total` bytes in all); `tools/call` answers a small result.
 
@@ -18,6 +19,7 @@ reads them all and nothing runs away. One request per connection (`Connection: c
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import socket
 import socketserver
@@ -84,6 +86,8 @@ class FloodServer:
         elif body["method"] == "tools/list":
             _json(connection, body["id"], {"tools": [{"name": "flood", "inputSchema": {"type": "object"},
                                                       "annotations": {"readOnlyHint": True}}]})
+        elif body["method"] == "tools/call" and mode == "gzip":
+            self.flood(connection, mode, _gzipped(body["id"]))
         elif body["method"] == "tools/call" and mode in FLOODS:
             self.flood(connection, mode, FLOODS[mode](body["id"], self.total))
         elif body["method"] == "tools/call":
@@ -154,6 +158,12 @@ def _sse(request_id: Any, total: int):
         event = b"event: message\ndata: %s\n\n" % json.dumps(note).encode()
         yield b"%x\r\n%s\r\n" % (len(event), event)
     yield b"0\r\n\r\n"
+
+
+def _gzipped(request_id: Any):
+    head, tail, _ = _text_result(request_id, 0)
+    body = gzip.compress(head + b"x" * 1000 + tail)
+    yield _head("200 OK", content_length=len(body)).replace(b"\r\n\r\n", b"\r\nContent-Encoding: gzip\r\n\r\n") + body
 
 
 def _pages(request_id: Any, cursor: str | None, total: int):

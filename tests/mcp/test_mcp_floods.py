@@ -49,6 +49,13 @@ def test_a_call_answered_with_a_flood_is_cut_off_as_an_mcp_error(alice, mcp_serv
     assert_cut_off(flood, mode, MAX_RESPONSE_BYTES)
 
 
+def test_a_compressed_answer_is_refused_not_inflated(alice, mcp_server, flood):
+    error = flood_error(alice, mcp_server, flood.url("gzip"), "flood", require_approval="never")
+    assert error == {"error_class": "mcp.error", "message": "MCP server 'flood' sent a compressed response "
+                                                           "(Content-Encoding: gzip), which is not accepted"}
+    assert flood.floods["gzip"] == 1
+
+
 def test_a_listing_of_huge_pages_is_cut_off_as_mcp_unavailable(alice, mcp_server, flood):
     error = flood_error(alice, mcp_server, flood.url("pages"), "tool0")  # unless_read_only: needs the listing
     assert error == {"error_class": "mcp.unavailable", "message": f"MCP server 'flood' sent more than "
