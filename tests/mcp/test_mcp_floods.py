@@ -61,3 +61,11 @@ def test_a_listing_of_huge_pages_is_cut_off_as_mcp_unavailable(alice, mcp_server
     assert error == {"error_class": "mcp.unavailable", "message": f"MCP server 'flood' sent more than "
                      f"{MAX_SESSION_BYTES} bytes in all for one listing or call; it was cut off"}
     assert_cut_off(flood, "pages", MAX_SESSION_BYTES)
+
+
+def test_listing_huge_pages_through_the_api_is_502_mcp_unavailable(alice, flood):
+    server = register(alice, flood.url("pages"), name="flood")
+    response = alice.client.get(f"/v1/mcp-servers/{server['id']}/tools")
+    assert response.status_code == 502 and response.json()["code"] == "mcp.unavailable"
+    assert f"more than {MAX_SESSION_BYTES} bytes" in response.json()["message"]
+    assert_cut_off(flood, "pages", MAX_SESSION_BYTES)
