@@ -7,7 +7,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from arkloop.authentication import API_KEY_PREFIX, hash_api_key, principals_forget
@@ -22,6 +22,21 @@ LOGIN_MAX_FAILURES = 10
 class LoginThrottled(TooManyRequests):
     code = "auth.throttled"
     message = "too many failed logins for this email or from this address; try again later"
+
+
+def org_lock(*, org_id: object) -> None:
+    """Lock the org's row until the caller's transaction ends, so a per-org cap can count and insert
+    as one step for every concurrent creator of the org.
+
+    One statement, no ORM compilation: it is on the path of every run creation when the org has a
+    cap. SQLite has no row locks: the ORM's form, which it runs without FOR UPDATE (IMMEDIATE
+    transactions serialize writers)."""
+    if connection.vendor != "postgresql":
+        list(Org.objects.select_for_update().filter(pk=org_id).values_list("pk", flat=True))
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {Org._meta.db_table} WHERE id = %s FOR UPDATE",
+                       [Org._meta.pk.get_db_prep_value(org_id, connection)])
 
 
 def api_key_create(*, membership: Membership, name: str = "") -> tuple[ApiKey, str]:

@@ -16,8 +16,8 @@ from django.utils import timezone
 from arkloop.access import parse_uuid, visible_sql
 from arkloop.authentication import Principal
 from arkloop.errors import Conflict, TooManyRequests, Unprocessable, ValidationFailed
-from arkloop.models import Org
 from arkloop.rows import insert_columns, insert_params
+from arkloop.services import org_lock
 from arkloop.text import json_clean, text_clean
 from arkloop.tracing import current_trace_id
 from personas.models import Persona, Route
@@ -68,18 +68,6 @@ def _check_capacity(*, in_thread: int, in_org: int, cap: int) -> None:
         raise TooManyRequests("runs.limit_exceeded", f"the org already has {cap} active runs",
                               details={"max_concurrent_runs": cap},
                               headers={"Retry-After": str(LIMIT_RETRY_AFTER_SECONDS)})
-
-
-def _lock_org(*, org_id: object) -> None:
-    """Lock the org's row until the caller's transaction ends (one statement, no ORM compilation:
-    it is on the path of every run creation when the org has a cap). SQLite has no row locks: the
-    ORM's form, which it runs without FOR UPDATE (IMMEDIATE transactions serialize writers)."""
-    if connection.vendor != "postgresql":
-        list(Org.objects.select_for_update().filter(pk=org_id).values_list("pk", flat=True))
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT 1 FROM {Org._meta.db_table} WHERE id = %s FOR UPDATE",
-                       [Org._meta.pk.get_db_prep_value(org_id, connection)])
 
 
 def _run_insert(run: Run) -> None:
@@ -141,7 +129,7 @@ def run_create(*, principal: Principal, thread: Thread, persona_id: str | None =
     """
     persona, route, effective = _run_settings(org_id=principal.org_id, persona_id=persona_id, route_id=route_id,
                                               limits=limits)
-    _lock_org(org_id=principal.org_id)
+    org_lock(org_id=principal.org_id)
     _check_thread_and_org_capacity(org_id=principal.org_id, thread=thread)
     run = _new_run(principal=principal, thread_id=thread.pk, persona=persona, route=route, limits=effective,
                    retry_of=retry_of)
@@ -177,7 +165,7 @@ def run_start(*, principal: Principal, thread_id: object, persona_id: str | None
         found, in_thread, in_org, inserted = _run_insert_checked(run, principal=principal, cap=cap)
     else:
         with transaction.atomic():
-            _lock_org(org_id=principal.org_id)
+            org_lock(org_id=principal.org_id)
             found, in_thread, in_org, inserted = _run_insert_checked(run, principal=principal, cap=cap)
     if not found:
         raise ThreadNotFound()
