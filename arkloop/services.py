@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from arkloop.authentication import API_KEY_PREFIX, hash_api_key, principals_forget
-from arkloop.errors import TooManyRequests, Unauthorized
+from arkloop.errors import TooManyRequests, Unauthorized, ValidationFailed
 from arkloop.models import ApiKey, LoginAttempt, Membership, Org
 from arkloop.selectors import membership_for_user, user_for_login
 
@@ -37,6 +38,20 @@ def org_lock(*, org_id: object) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT 1 FROM {Org._meta.db_table} WHERE id = %s FOR UPDATE",
                        [Org._meta.pk.get_db_prep_value(org_id, connection)])
+
+
+def check_org_under_cap(*, org_id: object, cap: int, existing: QuerySet, what: str) -> None:
+    """Lock the org's row, then 422 when it already has `cap` of `what` (a plural noun; `existing`
+    are the org's rows that count). A cap of 0 or less is no cap: neither lock nor count.
+
+    Call it inside the transaction that inserts the new row, so the count and the insert are one
+    step for every concurrent creator of the org (the count comes after the lock)."""
+    if cap <= 0:
+        return
+    org_lock(org_id=org_id)
+    if existing.count() >= cap:
+        message = f"an org may have at most {cap} {what}"
+        raise ValidationFailed({"non_field_errors": [message]}, message=message)
 
 
 def api_key_create(*, membership: Membership, name: str = "") -> tuple[ApiKey, str]:

@@ -177,6 +177,11 @@ ARKLOOP_ALLOW_PRIVATE_URLS = env.bool("ARKLOOP_ALLOW_PRIVATE_URLS", default=Fals
 # A webhook delivery is retried until this many hours after its event, then marked failed.
 ARKLOOP_WEBHOOK_RETRY_HOURS = env.float("ARKLOOP_WEBHOOK_RETRY_HOURS", default=24.0)
 
+# Webhooks (not deleted) and MCP servers an org may have (0 = no cap): every terminal event writes
+# one delivery per webhook in the runner's transaction, and runners list every MCP server's tools.
+ARKLOOP_MAX_WEBHOOKS_PER_ORG = env.int("ARKLOOP_MAX_WEBHOOKS_PER_ORG", default=100)
+ARKLOOP_MAX_MCP_SERVERS_PER_ORG = env.int("ARKLOOP_MAX_MCP_SERVERS_PER_ORG", default=50)
+
 # `GET /metrics` requires `Authorization: Bearer <this>` when set (Daphne and runagents --metrics-port).
 ARKLOOP_METRICS_TOKEN = env.str("ARKLOOP_METRICS_TOKEN", default="")
 

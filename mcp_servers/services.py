@@ -5,10 +5,12 @@ import logging
 import re
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from arkloop.errors import ValidationFailed
 from arkloop.outbound import OutboundRefused, check_outbound_url
+from arkloop.services import check_org_under_cap
 from arkloop.text import text_is_clean
 from mcp_servers.headers import headers_check, headers_seal
 from mcp_servers.models import McpServer
@@ -61,12 +63,16 @@ def mcp_server_create(*, org_id: Any, name: str, url: str, headers: dict[str, st
                       allowed_tools: list[str] | None = None,
                       require_approval: str = McpServer.Approval.UNLESS_READ_ONLY,
                       timeout_seconds: int = 30) -> McpServer:
-    """Register a server for the org. Raises ValidationFailed naming the field (name taken, url refused)."""
+    """Register a server for the org. Raises ValidationFailed naming the field (name taken, url refused),
+    or `non_field_errors` when the org already has ARKLOOP_MAX_MCP_SERVERS_PER_ORG servers."""
     server = McpServer(org_id=org_id, name=check_mcp_server_name(org_id=org_id, name=name),
                        url=check_mcp_server_url(url), allowed_tools=check_mcp_server_allowed_tools(allowed_tools),
                        require_approval=require_approval, timeout_seconds=timeout_seconds)
     server.header_names, server.headers_encrypted = headers_seal(check_mcp_server_headers(headers or {}))
-    _save(server)
+    with transaction.atomic():  # only now: the URL check above may wait on DNS, not holding the org's lock
+        check_org_under_cap(org_id=org_id, cap=settings.ARKLOOP_MAX_MCP_SERVERS_PER_ORG, what="MCP servers",
+                            existing=McpServer.objects.filter(org_id=org_id))
+        _save(server)
     log.info("MCP server %s created in org %s (headers: %s)", server.pk, org_id, server.header_names)
     return server
 

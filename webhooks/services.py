@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from arkloop.authentication import Principal
 from arkloop.errors import Conflict
+from arkloop.services import check_org_under_cap
 from personas.credentials import encrypt_secret
 from runs import notify
 from webhooks.models import WEBHOOK_EVENT_TYPES, DeliveryStatus, Webhook, WebhookDelivery
@@ -23,12 +24,17 @@ from webhooks.signing import PREVIOUS_SECRET_TTL, secret_generate
 EDITABLE_FIELDS = ("url", "events", "description", "enabled")
 
 
+@transaction.atomic
 def webhook_create(*, principal: Principal, url: str, events: list[str] | None = None,
                    description: str = "") -> tuple[Webhook, str]:
     """A new webhook of the caller's org and its secret in plaintext (the only time it is returned).
 
-    `url` and `events` are already checked (serializers: arkloop.outbound, the event set).
+    `url` and `events` are already checked (serializers: arkloop.outbound, the event set). Raises
+    ValidationFailed when the org already has ARKLOOP_MAX_WEBHOOKS_PER_ORG webhooks (deleted ones
+    do not count; disabled ones do, as they may be enabled again).
     """
+    check_org_under_cap(org_id=principal.org_id, cap=settings.ARKLOOP_MAX_WEBHOOKS_PER_ORG, what="webhooks",
+                        existing=Webhook.objects.filter(org_id=principal.org_id, deleted_at__isnull=True))
     secret = secret_generate()
     webhook = Webhook.objects.create(org_id=principal.org_id, url=url, events=list(events or WEBHOOK_EVENT_TYPES),
                                      description=description, secret_encrypted=encrypt_secret(secret))

@@ -31,11 +31,12 @@ def in_parallel(calls):
         return list(pool.map(call, calls))
 
 
-def create_call(key, path):
+def create_call(key, path, body=None):
+    """A POST of `body` (JSON) as the key's holder, on a client of its own; its status code."""
     def create():
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-        return client.post(path, {}).status_code
+        return client.post(path, body or {}, format="json").status_code
     return create
 
 
