@@ -14,6 +14,13 @@ the connection is closed. For up to LINGER_SECONDS the connection then reads and
 what the client is still sending (as nginx's lingering close does), so a client that sends its
 whole body before reading (most libraries) receives the 413 rather than a reset; then it is cut.
 
+The same hook also switches off Twisted's parsing of form bodies (`multipart/form-data`,
+`application/x-www-form-urlencoded`) into `request.args`, with Twisted's own flag
+(`parsePOSTFormSubmission`, read by `requestReceived`): Daphne hands the application the raw body
+and never reads `args`, so the parse was work done twice, and a multipart body Twisted could not
+parse was answered with its bare `400` before the application saw it (the API answers such a body
+415, as any body that is not JSON).
+
 The methods used are checked at startup (`_check_twisted`, arkloop/patching.py): if a Twisted or
 Daphne upgrade changes them, the process refuses to start instead of silently losing the limit.
 Both are pinned in requirements.txt for this reason.
@@ -85,6 +92,7 @@ def limit_daphne_request_bodies() -> None:
 
     def gotLength(self, length: int | None) -> None:
         self._arkloop_body_bytes = 0
+        self._parsePOSTFormSubmission = False  # Daphne passes the raw body on, never Twisted's parsed args
         if length is not None and length > max_body_bytes():
             http.Request.gotLength(self, 0)  # an empty body for Twisted's bookkeeping
             _reject(self)

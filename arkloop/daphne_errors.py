@@ -6,11 +6,8 @@ holding one of the bytes it refuses (\\x0b, \\x0c, \\x1c-\\x1e, \\x85) (400); an
 crash (500) or timeout (503). Twisted, below it, answers a request it cannot parse with a bare
 `400 Bad Request` and no body (`HTTPChannel._respondToBadRequestAndDisconnect`): a NUL in a
 header, a header name that is no token, a raw non-ASCII byte in the path or query, more than 500
-headers or 16 KiB of them — and a POST declared `multipart/form-data` whose body is no valid
-multipart, because Twisted parses form bodies into `request.args` for its own resources. Daphne
-never reads `args` (it hands the application the raw body), so that parsing is switched off
-(`parsePOSTFormSubmission`, Twisted's own switch): such a body reaches the API, which answers
-415 `validation.error` like any body that is not JSON, and no form body is parsed twice.
+headers or 16 KiB of them. (A multipart body Twisted could not parse was another; Twisted no
+longer parses form bodies under Daphne: arkloop/daphne_body_limit.py.)
 
 The other refusals become the envelope: 400 `http.bad_request` (Daphne's reason as the message), 5xx
 `internal.error`, each with an `X-Trace-Id` (the request's valid `traceparent` one, else new).
@@ -29,7 +26,6 @@ from arkloop.tracing import request_trace_id
 _EXPECTED_SOURCES = {
     "WebRequest.basic_error": "a30bd3065c84ceb61311ea507d88235edc46c1bf316e03e2af9f6d992c4d0cc9",
     "HTTPChannel._respondToBadRequestAndDisconnect": "c7ccc0f4450a7d6b1fc41cf79bc17092c2331c2ef812b94403e805258ba7ff48",
-    "Request.requestReceived": "99ca6c5e24305de4a0cf1270a1cf624046cded1ceb23fb1c62bd743074f61d3f",
 }
 _patched = False
 
@@ -46,7 +42,7 @@ def error_reply(status: int, reason: str, traceparent: bytes | None = None) -> t
 
 
 def _check(web_request, http) -> None:
-    owners = {"WebRequest": web_request, "HTTPChannel": http.HTTPChannel, "Request": http.Request}
+    owners = {"WebRequest": web_request, "HTTPChannel": http.HTTPChannel}
     patching.refuse("arkloop.daphne_errors", "the error answers of Daphne and Twisted",
                     patching.changed(_EXPECTED_SOURCES, owners))
 
@@ -62,7 +58,6 @@ def envelope_daphne_errors() -> None:
     except ImportError:  # another ASGI server: its own refusals are its own
         return
     _check(WebRequest, http)
-    received = vars(WebRequest).get("requestReceived", http.Request.requestReceived)
 
     def basic_error(self, status: int, status_text: bytes, body: str) -> None:
         traceparent = (self.requestHeaders.getRawHeaders(b"traceparent") or [None])[0]
@@ -76,12 +71,7 @@ def envelope_daphne_errors() -> None:
         self.transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + content)
         self.loseConnection()
 
-    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-        self._parsePOSTFormSubmission = False  # Daphne reads the raw body, never Twisted's parsed args
-        return received(self, command, path, version)
-
     WebRequest.basic_error = patching.mark(basic_error, WebRequest.basic_error)
     http.HTTPChannel._respondToBadRequestAndDisconnect = patching.mark(
         respond_to_bad_request, http.HTTPChannel._respondToBadRequestAndDisconnect)
-    WebRequest.requestReceived = patching.mark(requestReceived, http.Request.requestReceived)
     _patched = True
