@@ -13,6 +13,8 @@ requirements.txt.
 """
 from __future__ import annotations
 
+from types import ModuleType
+
 from arkloop import patching
 
 # sha256 of the source of the Daphne 4.2.3 / Twisted 26.10.0 code this patch relies on.
@@ -21,7 +23,6 @@ _EXPECTED_SOURCES = {
     "HTTPChannel.checkPersistence": "3f0cb5b5a40e1109f49adc13d37dfa4b3036ddbd7160ca26d9347ab9aea22ed7",
     "HTTPChannel.requestDone": "a75a186c66f7d38d33256f146bc512e938c00b2753f8caf50c441cc9ce5af1b0",
 }
-_patched = False
 
 
 def _says_close(headers) -> bool:
@@ -36,14 +37,10 @@ def _check(web_request, http) -> None:
 
 def honor_connection_close() -> None:
     """Patch Daphne's request class once; a no-op when Daphne is not installed or not serving."""
-    global _patched
-    if _patched:
-        return
-    try:
-        from daphne.http_protocol import WebRequest
-        from twisted.web import http
-    except ImportError:  # served by another ASGI server: nothing to do
-        return
+    patching.patch_daphne_once("arkloop.connection_close", _patch)
+
+
+def _patch(WebRequest: type, http: ModuleType) -> None:
     _check(WebRequest, http)
     original = WebRequest.handle_reply
 
@@ -53,4 +50,3 @@ def honor_connection_close() -> None:
         return original(self, message)
 
     WebRequest.handle_reply = patching.mark(handle_reply, original)
-    _patched = True

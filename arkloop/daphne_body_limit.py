@@ -28,6 +28,7 @@ Both are pinned in requirements.txt for this reason.
 from __future__ import annotations
 
 import logging
+from types import ModuleType
 
 from arkloop import patching
 from arkloop.body import max_body_bytes, too_large_response
@@ -42,7 +43,6 @@ _EXPECTED_SOURCES = {
     "Request.requestReceived": "99ca6c5e24305de4a0cf1270a1cf624046cded1ceb23fb1c62bd743074f61d3f",
     "HTTPChannel.allHeadersReceived": "979a9a8410f41ad93bf8490700f9893dcf43bf8fb91af01b6bd5770910c28ebe",
 }
-_patched = False
 
 
 def _check_twisted(http, web_request) -> None:
@@ -78,15 +78,12 @@ def _reject(request) -> None:
 
 
 def limit_daphne_request_bodies() -> None:
-    """Patch Daphne's request class once; a no-op when Daphne is not installed."""
-    global _patched
-    if _patched:
-        return
-    try:
-        from daphne.http_protocol import WebRequest
-        from twisted.web import http
-    except ImportError:  # served by another ASGI server: arkloop.body.BodyLimit still applies
-        return
+    """Patch Daphne's request class once; a no-op when Daphne is not installed (arkloop.body.BodyLimit
+    still applies under another ASGI server)."""
+    patching.patch_daphne_once("arkloop.daphne_body_limit", _patch)
+
+
+def _patch(WebRequest: type, http: ModuleType) -> None:
     _check_twisted(http, WebRequest)
     process = WebRequest.process
 
@@ -116,4 +113,3 @@ def limit_daphne_request_bodies() -> None:
     WebRequest.gotLength = patching.mark(gotLength, http.Request.gotLength)
     WebRequest.handleContentChunk = patching.mark(handleContentChunk, http.Request.handleContentChunk)
     WebRequest.process = patching.mark(process_unless_rejected, process)
-    _patched = True

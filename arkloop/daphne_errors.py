@@ -17,6 +17,7 @@ pinned in requirements.txt.
 from __future__ import annotations
 
 import json
+from types import ModuleType
 
 from arkloop import patching
 from arkloop.errors import envelope
@@ -27,7 +28,6 @@ _EXPECTED_SOURCES = {
     "WebRequest.basic_error": "a30bd3065c84ceb61311ea507d88235edc46c1bf316e03e2af9f6d992c4d0cc9",
     "HTTPChannel._respondToBadRequestAndDisconnect": "c7ccc0f4450a7d6b1fc41cf79bc17092c2331c2ef812b94403e805258ba7ff48",
 }
-_patched = False
 
 
 def error_reply(status: int, reason: str, traceparent: bytes | None = None) -> tuple[list[tuple[bytes, bytes]], bytes]:
@@ -49,14 +49,10 @@ def _check(web_request, http) -> None:
 
 def envelope_daphne_errors() -> None:
     """Patch Daphne's request class and Twisted's channel once; a no-op when Daphne is not installed."""
-    global _patched
-    if _patched:
-        return
-    try:
-        from daphne.http_protocol import WebRequest
-        from twisted.web import http
-    except ImportError:  # another ASGI server: its own refusals are its own
-        return
+    patching.patch_daphne_once("arkloop.daphne_errors", _patch)
+
+
+def _patch(WebRequest: type, http: ModuleType) -> None:
     _check(WebRequest, http)
 
     def basic_error(self, status: int, status_text: bytes, body: str) -> None:
@@ -74,4 +70,3 @@ def envelope_daphne_errors() -> None:
     WebRequest.basic_error = patching.mark(basic_error, WebRequest.basic_error)
     http.HTTPChannel._respondToBadRequestAndDisconnect = patching.mark(
         respond_to_bad_request, http.HTTPChannel._respondToBadRequestAndDisconnect)
-    _patched = True

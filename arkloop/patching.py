@@ -8,13 +8,18 @@ that are gone. A patch refuses to apply when any did — the process fails at st
 instead of silently losing a security limit or a measured gain after an upgrade. A method
 replaced by one of our patches is hashed as the original it wraps (`arkloop_original`), so a
 process that applies a patch and checks again (tests import the app more than once) passes.
+
+The Daphne patches are applied through `patch_daphne_once`.
 """
 from __future__ import annotations
 
 import hashlib
 import inspect
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
+
+_applied: set[str] = set()
 
 
 def source_digest(function: Callable) -> str:
@@ -48,3 +53,17 @@ def refuse(patch: str, what: str, names: list[str]) -> None:
     if names:
         raise RuntimeError(f"{patch}: {what} changed ({', '.join(names)}); the patch was written for the "
                            "versions pinned in requirements.txt: review it before upgrading")
+
+
+def patch_daphne_once(patch: str, apply: Callable[[type, ModuleType], None]) -> None:
+    """Call `apply(WebRequest, twisted.web.http)` — which checks, then patches — once per process;
+    a no-op when Daphne is not installed (another ASGI server serves the app; its answers are its own)."""
+    if patch in _applied:
+        return
+    try:
+        from daphne.http_protocol import WebRequest
+        from twisted.web import http
+    except ImportError:
+        return
+    apply(WebRequest, http)
+    _applied.add(patch)
