@@ -11,7 +11,6 @@ from typing import Any
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from arkloop.tracing import current_trace_id
@@ -157,9 +156,6 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if error is None:
         return None  # not ours: ApiErrorMiddleware logs it and answers 500 internal.error
     status = next((s for cls, s in _STATUS_OF_DRF.items() if isinstance(exc, cls)), error.status)
-    if (request := context.get("request")) is not None:
-        # JSON even from a view whose renderer is not (the HTML docs page): DRF renders with this.
-        request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
     headers = dict(error.headers)
     if status == 401:
         headers.setdefault("WWW-Authenticate", BEARER_CHALLENGE)
